@@ -1,0 +1,259 @@
+"""The grading pipeline: release, grade (collect, sanitise, autograde, feedback, export), demo.
+
+Driven through nbgrader's Python API (``NbGraderAPI``), which is far faster than one
+CLI process per step.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import nbformat
+
+from .submissions import SubmissionError, find_notebook, read_submission
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
+
+#: Environment of every grading kernel: the ci profile (the hidden thresholds are set
+#: for it), no progress bars, no network look-ups, no GUI backend.
+GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
+               "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+
+
+@dataclass
+class GradeResult:
+    """One student's result on one assignment.
+
+    auto_score / auto_max: points of the automatically graded test cells; manual_pending:
+    points of written answers that await a human (0 when the answer was left blank);
+    cells: grade_id -> (score, max) for every graded cell; error: why grading failed.
+    """
+
+    student: str
+    assignment: str
+    auto_score: float | None = None
+    auto_max: float | None = None
+    manual_pending: float | None = None
+    cells: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    error: str | None = None
+    feedback: Path | None = None
+
+
+def assignments_in(source_dir: Path) -> list[str]:
+    """Assignment ids: the folders of ``source_dir`` that hold a notebook."""
+    return sorted(p.name for p in source_dir.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def _config(course_root: Path, timeout: int | None = None):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from .feedback import RedactHiddenTests
+    from nbgrader.preprocessors import GetGrades
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+    cfg = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
+    cfg.CourseDirectory.root = str(course_root)
+    cfg.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+    if timeout is not None:
+        cfg.Execute.timeout = timeout
+    return cfg
+
+
+@contextlib.contextmanager
+def _grading_env() -> Iterator[None]:
+    """Put the venv's bin/ on PATH (nbgrader runs `alembic`) and set :data:`GRADING_ENV`."""
+    saved = dict(os.environ)
+    os.environ.update(GRADING_ENV)
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _api(course_root: Path, timeout: int | None = None):
+    from nbgrader.apps import NbGraderAPI
+
+    return NbGraderAPI(config=_config(course_root, timeout))
+
+
+def _reason(result: dict) -> str:
+    text = (result.get("error") or "") + "\n" + (result.get("log") or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for key in ("DeadKernelError", "Kernel died", "CellTimeoutError", "Error"):
+        for ln in reversed(lines):
+            if key in ln:
+                return ln[:300]
+    return lines[-1][:300] if lines else "nbgrader failed without a message"
+
+
+def _prepare_course(course_root: Path, source_dir: Path, assignments: list[str]):
+    """Copy the source notebooks into a course directory and register them with nbgrader."""
+    api = _api(course_root)
+    for a in assignments:
+        shutil.copytree(source_dir / a, course_root / "source" / a, dirs_exist_ok=True)
+        res = api.generate_assignment(a, force=True)
+        if not res["success"]:
+            raise RuntimeError(f"nbgrader could not generate {a}: {_reason(res)}")
+    return api
+
+
+def release(source_dir: Path = REPO / "source", release_dir: Path = REPO / "release",
+            assignments: list[str] | None = None) -> list[Path]:
+    """Regenerate ``release/<a>/`` from ``source/<a>/`` with nbgrader (idempotent).
+
+    Returns:
+        The written release folders.
+
+    Raises:
+        RuntimeError: nbgrader rejected a source notebook (the message says why).
+    """
+    assignments = assignments or assignments_in(source_dir)
+    written = []
+    with tempfile.TemporaryDirectory(prefix="leaklab-release-") as tmp, _grading_env():
+        course = Path(tmp)
+        _prepare_course(course, source_dir, assignments)
+        for a in assignments:
+            out = release_dir / a
+            if out.exists():
+                shutil.rmtree(out)
+            shutil.copytree(course / "release" / a, out)
+            written.append(out)
+    return written
+
+
+def _scores(course_root: Path, student: str, assignment: str) -> GradeResult:
+    from nbgrader.api import Gradebook
+
+    res = GradeResult(student, assignment, 0.0, 0.0, 0.0)
+    with Gradebook(f"sqlite:///{course_root / 'gradebook.db'}") as gb:
+        sub = gb.find_submission(assignment, student)
+        for nb in sub.notebooks:
+            for g in nb.grades:
+                res.cells[g.name] = (None if g.needs_manual_grade else g.score, g.max_score)
+                if g.needs_manual_grade:                      # a written answer awaiting a human
+                    res.manual_pending += g.max_score
+                elif g.cell.cell_type == "code":              # an automatically graded test cell
+                    res.auto_score += g.score
+                    res.auto_max += g.max_score
+    return res
+
+
+def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
+          timeout: int | None = None) -> list[GradeResult]:
+    """Autograde every ``<student>/<assignment>/*.ipynb`` under ``submissions``.
+
+    Writes ``out_dir/feedback/<student>/<assignment>.html`` (no hidden-test source or
+    tracebacks) and ``out_dir/grades.csv``. A submission that cannot be graded (no or
+    several notebooks, corrupt file, unknown assignment, dead kernel) is reported with
+    its reason; everyone else is still graded.
+
+    Args:
+        submissions: the collected submissions folder.
+        out_dir: where feedback and the CSV go (created).
+        source_dir: the instructor's source notebooks.
+        timeout: per-cell limit in seconds (default: nbgrader_config.py's).
+
+    Returns:
+        One :class:`GradeResult` per (student, assignment) folder, sorted.
+    """
+    known = set(assignments_in(source_dir))
+    found = sorted((s.name, a.name) for s in Path(submissions).iterdir() if s.is_dir() and not s.name.startswith(".")
+                   for a in s.iterdir() if a.is_dir() and not a.name.startswith("."))
+    results: list[GradeResult] = []
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="leaklab-grade-") as tmp, _grading_env():
+        course = Path(tmp)
+        used = sorted({a for _, a in found} & known)
+        _prepare_course(course, source_dir, used)
+        api = _api(course, timeout)
+        for student, a in found:
+            result = _grade_one(api, course, Path(submissions), out_dir, student, a, known)
+            results.append(result)
+    write_csv(results, out_dir / "grades.csv")
+    return results
+
+
+def _grade_one(api, course: Path, submissions: Path, out_dir: Path, student: str, a: str,
+               known: set[str]) -> GradeResult:
+    if a not in known:
+        return GradeResult(student, a, error=f"unknown assignment {a!r}; expected one of {sorted(known)}")
+    try:
+        nb = read_submission(find_notebook(submissions / student / a, a))
+    except SubmissionError as err:
+        return GradeResult(student, a, error=str(err))
+    dest = course / "submitted" / student / a
+    dest.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(dest / f"{a}.ipynb"))
+    res = api.autograde(a, student, force=True, create=True)
+    if not res["success"]:
+        return GradeResult(student, a, error=_reason(res))
+    result = _scores(course, student, a)
+    fb = api.generate_feedback(a, student, force=True)
+    html = course / "feedback" / student / a / f"{a}.html"
+    if fb["success"] and html.exists():
+        target = out_dir / "feedback" / student / f"{a}.html"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(html, target)
+        result.feedback = target
+    else:
+        result.error = f"graded, but feedback failed: {_reason(fb)}"
+    return result
+
+
+COLUMNS = ["assignment", "student", "auto_score", "auto_max", "manual_pending", "status"]
+
+
+def _row(r: GradeResult) -> list:
+    fmt = lambda v: "" if v is None else f"{v:g}"
+    return [r.assignment, r.student, fmt(r.auto_score), fmt(r.auto_max), fmt(r.manual_pending),
+            "ok" if r.error is None else f"NOT GRADED: {r.error}"]
+
+
+def write_csv(results: list[GradeResult], path: Path) -> None:
+    """Export one row per result with :data:`COLUMNS`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        w.writerows(_row(r) for r in results)
+
+
+def format_table(results: list[GradeResult]) -> str:
+    """A plain-text score table, one line per (assignment, student)."""
+    rows = [["assignment", "student", "automatic", "of", "manual pending", "status"]] + [_row(r) for r in results]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def demo(assignments: list[str] | None = None, out_dir: Path | None = None,
+         source_dir: Path = REPO / "source", release_dir: Path = REPO / "release") -> list[GradeResult]:
+    """Grade the reference solution (student ``reference``) and the untouched release
+    (student ``blank``) of each assignment in a temporary course.
+
+    Raises:
+        ValueError: an assignment has no source or no committed release.
+    """
+    assignments = assignments or assignments_in(source_dir)
+    with tempfile.TemporaryDirectory(prefix="leaklab-demo-") as tmp:
+        subs = Path(tmp) / "submissions"
+        for a in assignments:
+            src, rel = source_dir / a / f"{a}.ipynb", release_dir / a / f"{a}.ipynb"
+            for path in (src, rel):
+                if not path.exists():
+                    raise ValueError(f"{path} is missing; run `python -m autograder release` first")
+            for student, path in (("reference", src), ("blank", rel)):
+                (subs / student / a).mkdir(parents=True)
+                shutil.copyfile(path, subs / student / a / f"{a}.ipynb")
+        return grade(subs, out_dir or Path(tmp) / "out", source_dir)
