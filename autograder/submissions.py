@@ -44,7 +44,10 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
     """Read a submitted notebook as nbformat v4 and fix what nbgrader trips over.
 
     The kernelspec is reset to ``python3`` (the grader's kernel decides, not the
-    submission's). Duplicated cells are left to nbgrader's ``DeduplicateIds``.
+    submission's). Of cells that share a ``grade_id`` (copy-pasted cells), the last keeps
+    its nbgrader metadata and the others become plain cells. nbgrader's own
+    ``DeduplicateIds`` does the same but leaves an empty ``nbgrader`` dict behind, which
+    crashes ``OverwriteCells.add_missing_cells`` (KeyError 'grade_id', nbgrader 0.9.6).
 
     Raises:
         SubmissionError: the file is not a readable Jupyter notebook.
@@ -58,5 +61,13 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
         raise SubmissionError(f"{path.name} is not a valid Jupyter notebook ({type(err).__name__}: {err})") from err
     if not isinstance(nb.get("cells"), list):
         raise SubmissionError(f"{path.name} has no list of cells; it is not a Jupyter notebook")
+    seen: set[str] = set()
+    for cell in reversed(nb.cells):
+        meta = cell.get("metadata", {})
+        gid = meta.get("nbgrader", {}).get("grade_id") if isinstance(meta.get("nbgrader"), dict) else None
+        if "nbgrader" in meta and (gid is None or gid in seen):
+            del meta["nbgrader"]
+        elif gid is not None:
+            seen.add(gid)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     return nb

@@ -1,0 +1,130 @@
+"""Grading invariants 1 and 3 for a1, in one live kernel.
+
+The source notebook (the reference solution) is executed once; every test cell must
+pass. Then each plausible wrong answer replaces one function, only the test cells aimed
+at it are re-run, and each must now fail. Invariant 2 (the blank release earns 0) is
+shown through nbgrader itself in test_pipeline.py.
+"""
+from __future__ import annotations
+
+import pytest
+
+from kernel import Kernel, grade_id, is_test, read
+
+A1_TESTS = {
+    "a1_p1_commitment_visible", "a1_p1_commitment_hidden", "a1_p2_keygen_visible", "a1_p2_keygen_hidden",
+    "a1_p3_mark_visible", "a1_p3_mark_hidden", "a1_p4_verify_visible", "a1_p4_verify_hidden",
+    "a1_p5_finetune_visible", "a1_p5_finetune_hidden",
+}
+
+
+@pytest.fixture(scope="module")
+def a1(repo, tmp_path_factory):
+    nb = read(repo / "source" / "a1_watermarking" / "a1_watermarking.ipynb")
+    kernel = Kernel(cwd=str(tmp_path_factory.mktemp("a1")))
+    outcomes = {}
+    try:
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            out = kernel.run(cell.source)
+            if is_test(cell):
+                outcomes[grade_id(cell)] = out
+            else:
+                assert out.ok, f"reference cell failed: {out.error}\n{cell.source[:300]}"
+        yield kernel, nb, outcomes
+    finally:
+        kernel.close()
+
+
+def _source(nb, gid: str) -> str:
+    return next(c.source for c in nb.cells if grade_id(c) == gid)
+
+
+def test_reference_passes_every_test_cell(a1):
+    _, _, outcomes = a1
+    assert set(outcomes) == A1_TESTS
+    failed = {gid: o.error for gid, o in outcomes.items() if not o.ok}
+    assert not failed, f"the reference solution fails: {failed}"
+
+
+# name -> (a wrong definition, the test cells that must catch it)
+WRONG = {
+    "commitment without a nonce": ('''
+def commit(value, nonce=None):
+    nonce = b"\\0" * 16 if nonce is None else nonce
+    return hashlib.sha256(nonce + canonical_bytes(value)).hexdigest(), nonce
+''', ["a1_p1_commitment_visible", "a1_p1_commitment_hidden"]),
+    "commitment over the value only (nonce ignored)": ('''
+def commit(value, nonce=None):
+    nonce = secrets.token_bytes(16) if nonce is None else nonce
+    return hashlib.sha256(canonical_bytes(value)).hexdigest(), nonce
+''', ["a1_p1_commitment_visible", "a1_p1_commitment_hidden"]),
+    "KeyGen whose labels may equal f(t)": ('''
+def keygen(n, f, num_classes, shape, generator):
+    triggers = abstract_images(n, shape, generator)
+    labels = torch.randint(0, num_classes, (n,), generator=generator)
+    img = [commit(t) for t in triggers]
+    lab = [commit(int(y)) for y in labels]
+    return (MarkingKey(triggers, labels, [r for _, r in img], [r for _, r in lab]),
+            VerificationKey([c for c, _ in img], [c for c, _ in lab]))
+''', ["a1_p2_keygen_hidden"]),
+    "Mark that trains the given model in place": ('''
+_ref_mark = mark
+def mark(model, mk, train_data, mode, profile, seed=0):
+    out = _ref_mark(model, mk, train_data, mode, profile, seed)
+    model.load_state_dict(out.state_dict())
+    return model
+''', ["a1_p3_mark_visible"]),
+    "Mark that forgets the trigger set": ('''
+def mark(model, mk, train_data, mode, profile, seed=0):
+    marked = copy.deepcopy(model)
+    fit(marked, train_data, epochs=profile.pretrained_epochs, lr=profile.lr / 2,
+        batch_size=profile.batch_size, seed=seed)
+    return marked.eval()
+''', ["a1_p3_mark_visible", "a1_p3_mark_hidden"]),
+    "Verify that skips the commitment check": ('''
+def verify(mk, vk, api, f, eps):
+    if (mk.labels == f(mk.triggers)).any():
+        return 0
+    wrong = int((api.query(mk.triggers) != mk.labels).sum())
+    return int(wrong <= eps * len(mk.triggers))
+''', ["a1_p4_verify_hidden"]),
+    "Verify that skips step 1 (T_L(t) != f(t))": ('''
+def verify(mk, vk, api, f, eps):
+    for i in range(len(mk.triggers)):
+        if not (open_commitment(vk.image_commitments[i], mk.triggers[i], mk.image_nonces[i])
+                and open_commitment(vk.label_commitments[i], int(mk.labels[i]), mk.label_nonces[i])):
+            return 0
+    wrong = int((api.query(mk.triggers) != mk.labels).sum())
+    return int(wrong <= eps * len(mk.triggers))
+''', ["a1_p4_verify_hidden"]),
+    "Verify with an off-by-one tolerance (< instead of <=)": ('''
+_ref_verify = verify
+def verify(mk, vk, api, f, eps):
+    if _ref_verify(mk, vk, api, f, 1.0) == 0:
+        return 0
+    wrong = int((api.query(mk.triggers) != mk.labels).sum())
+    return int(wrong < eps * len(mk.triggers))
+''', ["a1_p4_verify_hidden"]),
+    "FTLL that fine-tunes every layer": ('''
+def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_epoch=None):
+    attacked = copy.deepcopy(model)
+    hist = fit(attacked, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, on_epoch=on_epoch)
+    return attacked, hist
+''', ["a1_p5_finetune_visible", "a1_p5_finetune_hidden"]),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG))
+def test_wrong_answer_loses_the_targeted_points(a1, name):
+    kernel, nb, _ = a1
+    code, targets = WRONG[name]
+    solutions = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+    assert kernel.run(code).ok
+    try:
+        passed = [gid for gid in targets if kernel.run(_source(nb, gid)).ok]
+        assert not passed, f"{name!r} still passes {passed}"
+    finally:
+        for src in solutions:                        # put the reference back for the next case
+            assert kernel.run(src).ok
