@@ -203,8 +203,6 @@ def test_custom_input_range_is_enforced(model):
     assert api.queries_used == 2
 
 
-@pytest.mark.xfail(strict=True, reason="oracle.py:100: x.min() on an empty (0, C, H, W) batch raises "
-                                       "RuntimeError instead of answering nothing or raising ValueError")
 def test_empty_batch_is_answered_or_rejected_with_value_error(model):
     api = PredictionAPI(model, SHAPE, mode="probs", budget=3)
     try:

@@ -160,8 +160,6 @@ def test_fit_rejects_an_empty_dataset():
         fit(_model(0), empty, epochs=1, lr=0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="train.py:75: OneCycleLR's default cycle_momentum=True overwrites "
-                                       "the SGD momentum (0.85..0.95), so fit's momentum argument has no effect")
 def test_fit_momentum_argument_takes_effect(data):
     a, b = _model(0), _model(0)
     fit(a, data, epochs=2, lr=0.05, batch_size=16, momentum=0.0)

@@ -19,7 +19,8 @@ def canonical_bytes(value) -> bytes:
     Layout: ``b"leaklab/1|" + dtype + b"|" + shape + b"|"`` followed by the values in
     C order, little-endian. Equal values give equal bytes whatever the memory layout,
     device or byte order; a different dtype or shape gives different bytes. Python
-    ints (e.g. labels) are encoded as int64 scalars; bools are rejected.
+    ints (e.g. labels) are encoded as 0-d int64 arrays, NumPy integer scalars keep
+    their dtype; bools are rejected.
 
     Args:
         value: ``torch.Tensor``, ``np.ndarray``, or ``int``.
@@ -34,8 +35,8 @@ def canonical_bytes(value) -> bytes:
         raise TypeError(f"canonical_bytes takes a tensor, array or int, got {type(value).__name__}")
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
-    arr = np.asarray(value, dtype=np.int64) if isinstance(value, (int, np.integer)) else value
-    arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
+    arr = np.asarray(value, dtype=np.int64) if isinstance(value, int) else np.asarray(value)
+    arr = arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)   # keeps 0-d arrays 0-d
     header = f"leaklab/1|{arr.dtype.str}|{','.join(map(str, arr.shape))}|".encode()
     return header + arr.tobytes(order="C")
 
@@ -64,11 +65,17 @@ def save_weights(model: nn.Module, path: str | Path) -> str:
     return digest
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+def load_weights(model: nn.Module, path: str | Path, check_hash: bool = True) -> nn.Module:
     """Load safetensors weights into ``model`` after checking the recorded SHA-256.
 
+    Args:
+        model: receives the weights (state-dict keys must match).
+        path: a file written by :func:`save_weights`.
+        check_hash: compare with the ``<path>.sha256`` sidecar (default); ``False``
+            loads weights that came without one.
+
     Raises:
-        FileNotFoundError: no weights at ``path``.
+        FileNotFoundError: no weights at ``path``, or no sidecar while ``check_hash``.
         ValueError: the file's hash differs from its sidecar (corrupt or altered).
     """
     from safetensors.torch import load_file
@@ -77,7 +84,9 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     if not path.exists():
         raise FileNotFoundError(f"no weights at {path}; save them with leaklab.artifacts.save_weights")
     side = path.with_suffix(path.suffix + ".sha256")
-    if side.exists() and side.read_text().strip() != sha256_file(path):
+    if check_hash and not side.exists():
+        raise FileNotFoundError(f"no recorded hash {side} for {path}; pass check_hash=False to load it unchecked")
+    if check_hash and side.read_text().strip() != sha256_file(path):
         raise ValueError(f"{path} does not match its recorded SHA-256 in {side}: the file was altered")
     model.load_state_dict(load_file(str(path)))
     return model

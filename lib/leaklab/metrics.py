@@ -9,6 +9,8 @@ __all__ = ["accuracy", "agreement"]
 
 def _labels(a, name: str) -> np.ndarray:
     a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    if a.ndim == 2 and a.shape[1] == 1:                   # a column of labels (N, 1) -> (N,)
+        a = a[:, 0]
     if a.ndim == 2:                                       # (N, K) scores -> (N,) labels
         a = a.argmax(1)
     if a.ndim != 1:
@@ -20,7 +22,7 @@ def accuracy(y_true, y_pred) -> float:
     """Fraction of predictions equal to the labels.
 
     Args:
-        y_true: int labels (N,). y_pred: int labels (N,) or scores/logits (N, K)
+        y_true: int labels (N,). y_pred: int labels (N,) or (N, 1), or scores/logits (N, K >= 2)
             (argmax taken). Tensors or arrays.
 
     Returns:

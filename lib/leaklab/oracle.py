@@ -47,7 +47,7 @@ class PredictionAPI:
         >>> api.query(x)            # x: float32 (N, 1, 28, 28) in [0, 1]
     """
 
-    __slots__ = ("_answer", "_used", "budget", "mode", "k", "decimals", "input_shape", "input_range")
+    __slots__ = ("_answer", "_used", "_budget", "mode", "k", "decimals", "input_shape", "input_range")
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], *, mode: OutputMode = "probs",
                  k: int = 1, decimals: int | None = None, budget: int | None = None,
@@ -70,8 +70,13 @@ class PredictionAPI:
 
         self._answer = answer
         self._used = 0
-        self.budget, self.mode, self.k, self.decimals = budget, mode, k, decimals
+        self._budget, self.mode, self.k, self.decimals = budget, mode, k, decimals
         self.input_shape, self.input_range = tuple(input_shape), input_range
+
+    @property
+    def budget(self) -> int | None:
+        """The most examples that may be queried in total (queries), or ``None``; read-only."""
+        return self._budget
 
     @property
     def queries_used(self) -> int:
@@ -96,6 +101,8 @@ class PredictionAPI:
                              f"example of shape {tuple(x.shape)}; add a batch dimension with x[None]")
         if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"query expects shape (N, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
+        if len(x) == 0:
+            raise ValueError("query expects at least one example, got an empty batch")
         lo, hi = self.input_range
         if not torch.isfinite(x).all() or x.min() < lo or x.max() > hi:
             raise ValueError(f"query expects finite values in [{lo}, {hi}], got range "

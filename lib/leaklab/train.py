@@ -73,7 +73,7 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch_generator(seed))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader),
-                                                pct_start=0.15)
+                                                pct_start=0.15, cycle_momentum=False)
     hist = History()
     bar = tqdm(range(epochs), desc=desc, disable=not progress_enabled(), leave=False)
     for _ in bar:
