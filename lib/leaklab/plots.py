@@ -71,7 +71,10 @@ def curves(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: 
         ax.set_ylim(*ylim)
     if title:
         ax.set_title(title)
+    if all(float(v).is_integer() for v in (x if x is not None else [1])):
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
