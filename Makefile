@@ -6,15 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.leaklab-installed
 A      ?=
-# The shared data folder beside the checkout (AT&T faces for later assignments), when present.
+# The shared data folder beside the checkout (the AT&T faces of a4), when present; an
+# instructor's own LEAKLAB_DATA_DIR wins when it is set.
 SHARED_DATA := $(abspath ../shared/data)
-TEST_ENV := LEAKLAB_PROFILE=ci LEAKLAB_PROGRESS=0 HF_HUB_OFFLINE=1 MPLBACKEND=Agg \
-            $(if $(wildcard $(SHARED_DATA)),LEAKLAB_DATA_DIR=$(SHARED_DATA))
+DATA_ENV := $(if $(LEAKLAB_DATA_DIR),,$(if $(wildcard $(SHARED_DATA)),LEAKLAB_DATA_DIR=$(SHARED_DATA)))
+TEST_ENV := LEAKLAB_PROFILE=ci LEAKLAB_PROGRESS=0 HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(DATA_ENV)
 
 .PHONY: demo test release bench venv clean
 
 demo: $(STAMP)
-	$(BIN)/python -W ignore -m autograder demo $(if $(A),-a $(A))
+	$(DATA_ENV) $(BIN)/python -W ignore -m autograder demo $(if $(A),-a $(A))
 
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests -ra

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         results = demo(args.assignment, args.out)
         print(format_table(results))
         print(f"\n({time.perf_counter() - start:.0f} s)")
+    for r in results:
+        if r.warning:
+            print(f"warning for {r.student} / {r.assignment}: {r.warning}", file=sys.stderr)
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"could not grade {r.student} / {r.assignment}: {r.error}", file=sys.stderr)

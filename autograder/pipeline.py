@@ -17,7 +17,7 @@ from typing import Iterator
 
 import nbformat
 
-from .submissions import SubmissionError, find_notebook, read_submission
+from .submissions import SubmissionError, collect, find_notebook, read_submission
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
@@ -34,7 +34,8 @@ class GradeResult:
 
     auto_score / auto_max: points of the automatically graded test cells; manual_pending:
     points of written answers that await a human (0 when the answer was left blank);
-    cells: grade_id -> (score, max) for every graded cell; error: why grading failed.
+    cells: grade_id -> (score, max) for every graded cell; error: why grading failed;
+    warning: something the instructor should see although the grade stands (no feedback).
     """
 
     student: str
@@ -45,6 +46,7 @@ class GradeResult:
     cells: dict[str, tuple[float | None, float]] = field(default_factory=dict)
     error: str | None = None
     feedback: Path | None = None
+    warning: str | None = None
 
 
 def assignments_in(source_dir: Path) -> list[str]:
@@ -167,28 +169,30 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
         One :class:`GradeResult` per (student, assignment) folder, sorted.
     """
     known = set(assignments_in(source_dir))
-    found = sorted((s.name, a.name) for s in Path(submissions).iterdir() if s.is_dir() and not s.name.startswith(".")
-                   for a in s.iterdir() if a.is_dir() and not a.name.startswith("."))
+    found = collect(Path(submissions), known)
     results: list[GradeResult] = []
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="leaklab-grade-") as tmp, _grading_env():
         course = Path(tmp)
-        used = sorted({a for _, a in found} & known)
+        used = sorted({a for _, a, _, _ in found} & known)
         _prepare_course(course, source_dir, used)
+        sources = {a: nbformat.read(str(source_dir / a / f"{a}.ipynb"), as_version=4) for a in sorted(known)}
         api = _api(course, timeout)
-        for student, a in found:
-            result = _grade_one(api, course, Path(submissions), out_dir, student, a, known)
-            results.append(result)
+        for student, a, where, problem in found:
+            if problem is not None:
+                results.append(GradeResult(student, a, error=problem))
+            else:
+                results.append(_grade_one(api, course, out_dir, student, a, where, sources))
     write_csv(results, out_dir / "grades.csv")
     return results
 
 
-def _grade_one(api, course: Path, submissions: Path, out_dir: Path, student: str, a: str,
-               known: set[str]) -> GradeResult:
-    if a not in known:
-        return GradeResult(student, a, error=f"unknown assignment {a!r}; expected one of {sorted(known)}")
+def _grade_one(api, course: Path, out_dir: Path, student: str, a: str, where: Path,
+               sources: dict) -> GradeResult:
+    if a not in sources:
+        return GradeResult(student, a, error=f"unknown assignment {a!r}; expected one of {sorted(sources) or 'none'}")
     try:
-        nb = read_submission(find_notebook(submissions / student / a, a))
+        nb = read_submission(find_notebook(where, a), sources[a])
     except SubmissionError as err:
         return GradeResult(student, a, error=str(err))
     dest = course / "submitted" / student / a
@@ -206,7 +210,7 @@ def _grade_one(api, course: Path, submissions: Path, out_dir: Path, student: str
         shutil.copyfile(html, target)
         result.feedback = target
     else:
-        result.error = f"graded, but feedback failed: {_reason(fb)}"
+        result.warning = f"no feedback file: {_reason(fb)}"
     return result
 
 
@@ -215,8 +219,8 @@ COLUMNS = ["assignment", "student", "auto_score", "auto_max", "manual_pending", 
 
 def _row(r: GradeResult) -> list:
     fmt = lambda v: "" if v is None else f"{v:g}"
-    return [r.assignment, r.student, fmt(r.auto_score), fmt(r.auto_max), fmt(r.manual_pending),
-            "ok" if r.error is None else f"NOT GRADED: {r.error}"]
+    status = f"NOT GRADED: {r.error}" if r.error else ("ok" if r.warning is None else f"ok; {r.warning}")
+    return [r.assignment, r.student, fmt(r.auto_score), fmt(r.auto_max), fmt(r.manual_pending), status]
 
 
 def write_csv(results: list[GradeResult], path: Path) -> None:

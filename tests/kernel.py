@@ -53,3 +53,35 @@ def is_test(cell) -> bool:
 
 def read(path) -> nbformat.NotebookNode:
     return nbformat.read(str(path), as_version=4)
+
+
+def run_reference(kernel: Kernel, nb) -> dict[str, Outcome]:
+    """Run every code cell of ``nb``; return the outcome of each test cell by grade_id.
+
+    Raises AssertionError if a cell that is not a test fails (the reference must run clean).
+    """
+    outcomes = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        out = kernel.run(cell.source)
+        if is_test(cell):
+            outcomes[grade_id(cell)] = out
+        else:
+            assert out.ok, f"reference cell failed: {out.error}\n{cell.source[:300]}"
+    return outcomes
+
+
+def targets_passed_by(kernel: Kernel, nb, code: str, targets: list[str]) -> list[str]:
+    """Swap in a wrong definition, re-run only ``targets``, restore the reference.
+
+    Returns the targeted test cells that still pass (should be none).
+    """
+    sources = {grade_id(c): c.source for c in nb.cells}
+    solutions = [c.source for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    assert kernel.run(code).ok, "the wrong answer itself does not run"
+    try:
+        return [gid for gid in targets if kernel.run(sources[gid]).ok]
+    finally:
+        for src in solutions:
+            assert kernel.run(src).ok

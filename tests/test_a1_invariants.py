@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import Kernel, grade_id, is_test, read
+from kernel import Kernel, read, run_reference, targets_passed_by
 
 A1_TESTS = {
     "a1_p1_commitment_visible", "a1_p1_commitment_hidden", "a1_p2_keygen_visible", "a1_p2_keygen_hidden",
@@ -22,23 +22,10 @@ A1_TESTS = {
 def a1(repo, tmp_path_factory):
     nb = read(repo / "source" / "a1_watermarking" / "a1_watermarking.ipynb")
     kernel = Kernel(cwd=str(tmp_path_factory.mktemp("a1")))
-    outcomes = {}
     try:
-        for cell in nb.cells:
-            if cell.cell_type != "code":
-                continue
-            out = kernel.run(cell.source)
-            if is_test(cell):
-                outcomes[grade_id(cell)] = out
-            else:
-                assert out.ok, f"reference cell failed: {out.error}\n{cell.source[:300]}"
-        yield kernel, nb, outcomes
+        yield kernel, nb, run_reference(kernel, nb)
     finally:
         kernel.close()
-
-
-def _source(nb, gid: str) -> str:
-    return next(c.source for c in nb.cells if grade_id(c) == gid)
 
 
 def test_reference_passes_every_test_cell(a1):
@@ -120,11 +107,5 @@ def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_ep
 def test_wrong_answer_loses_the_targeted_points(a1, name):
     kernel, nb, _ = a1
     code, targets = WRONG[name]
-    solutions = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
-    assert kernel.run(code).ok
-    try:
-        passed = [gid for gid in targets if kernel.run(_source(nb, gid)).ok]
-        assert not passed, f"{name!r} still passes {passed}"
-    finally:
-        for src in solutions:                        # put the reference back for the next case
-            assert kernel.run(src).ok
+    passed = targets_passed_by(kernel, nb, code, targets)
+    assert not passed, f"{name!r} still passes {passed}"

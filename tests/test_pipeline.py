@@ -57,6 +57,24 @@ def graded(repo, tmp_path_factory):
     put("dies", f"{A}.ipynb", dies)
     put("corrupt", f"{A}.ipynb", text='{"cells": [ this is not json')
     put("nofile", "answers.txt", text="I did it on paper")
+    # several quirks of real files at once, in the flat layout <student>/<notebook> (no assignment folder)
+    quirky = read(repo / "release" / A / f"{A}.ipynb")
+    quirky.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"version_major": 2}}  # Colab
+    quirky.cells.insert(1, nbformat.v4.new_markdown_cell("# My notes"))
+    quirky.cells[1]["cell_type"] = "heading"                                   # a v3 cell type
+    bonus = nbformat.v4.new_code_cell("bonus = 1")
+    bonus.metadata["nbgrader"] = {"grade_id": "my_bonus", "grade": True, "points": 5, "solution": False,
+                                  "locked": False, "schema_version": 3}
+    quirky.cells.append(bonus)                                                 # an unknown grade_id
+    quirky.cells.append(nbformat.v4.new_code_cell("print('\\n'.join(In))"))  # prints every cell run, hidden tests too
+    (subs / "quirky").mkdir()
+    (subs / "quirky" / f"{A} (2).ipynb").write_bytes(b"\xef\xbb\xbf" + nbformat.writes(quirky).encode())  # BOM
+    put("stale", f"{A}.ipynb", read(repo / "release" / A / f"{A}.ipynb"))
+    nbformat.write(src, str(subs / "stale" / A / f"Copy of {A}.ipynb"))
+    fresh = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.source) for c in src.cells
+                                            if c.cell_type == "code" and not is_test(c)])
+    put("fresh", "hw1.ipynb", fresh)
+    (subs / "__MACOSX" / "reference").mkdir(parents=True)
     out = tmp_path_factory.mktemp("graded")
     results = {r.student: r for r in grade(subs, out, timeout=TIMEOUT)}
     return results, out, src
@@ -86,10 +104,21 @@ def test_broken_submissions_are_reported_and_do_not_stop_the_batch(graded):
     assert "not a readable notebook" in results["corrupt"].error
     assert "no notebook for a1_watermarking" in results["nofile"].error
     rows = list(csv.DictReader(open(out / "grades.csv")))
-    assert sorted(r["student"] for r in rows) == ["blank", "corrupt", "dies", "nofile", "reference"]
+    assert sorted(r["student"] for r in rows) == ["blank", "corrupt", "dies", "fresh", "nofile", "quirky",
+                                                  "reference", "stale"]          # no row for __MACOSX
     statuses = {r["student"]: r["status"] for r in rows}
-    assert statuses["reference"] == statuses["blank"] == "ok"
-    assert all(statuses[s].startswith("NOT GRADED") for s in ("dies", "corrupt", "nofile"))
+    assert statuses["reference"] == statuses["blank"] == statuses["quirky"] == "ok"
+    assert all(statuses[s].startswith("NOT GRADED") for s in ("dies", "corrupt", "nofile", "stale", "fresh"))
+    assert "several notebooks could be" in results["stale"].error
+    assert "lacks the answer cells" in results["fresh"].error
+
+
+def test_quirky_files_are_repaired_and_graded(graded):
+    results, _, _ = graded
+    r = results["quirky"]
+    assert r.error is None and r.warning is None, (r.error, r.warning)
+    assert (r.auto_score, r.auto_max) == (0, 25) and "my_bonus" not in r.cells
+    assert r.feedback.exists()
 
 
 def test_feedback_shows_no_hidden_tests(graded, repo):
@@ -99,12 +128,13 @@ def test_feedback_shows_no_hidden_tests(graded, repo):
     secrets = {ln.strip() for s in hidden for ln in s.split("### BEGIN HIDDEN TESTS")[1].splitlines()
                if len(ln.strip()) > 25 and "END HIDDEN" not in ln and ln.strip() not in public}
     assert len(secrets) > 20
-    for student in ("reference", "blank"):
+    for student in ("reference", "blank", "quirky"):
         text = _html.unescape(results[student].feedback.read_text())
         leaked = [s for s in secrets if s in text]
         assert not leaked, f"{student}'s feedback shows hidden test lines: {leaked[:3]}"
         assert "Hidden tests" in text
     assert "Hidden tests failed" in _html.unescape(results["blank"].feedback.read_text())
+    assert "output removed from the feedback" in _html.unescape(results["quirky"].feedback.read_text())
 
 
 def test_cli_exits_nonzero_naming_the_student(repo, tmp_path):

@@ -40,7 +40,15 @@ class Profile:
         finetune_epochs: epochs of each fine-tuning removal attack (epochs).
         finetune_lr: learning rate of the removal attacks (unitless).
         verify_eps: Verify's tolerance epsilon: at most eps*|T| triggers may disagree (fraction).
-        seeds: seeds the reference solution was checked over.
+        face_pool: a4 downsampling of the 112x92 AT&T faces by average pooling (factor).
+        face_train_per_person: a4 training images per person (of 10).
+        face_epochs: a4 epochs for the targets and the evaluation classifier (epochs).
+        mlp_hidden: a4 MLP target's sigmoid hidden units (Fredrikson et al. use 3,000).
+        mi_alpha, mi_beta, mi_gamma, mi_lambda: MI-Face's iteration cap (steps), patience
+            (steps), cost threshold and step size (Algorithm 1).
+        fd_people, fd_iterations, fd_directions, fd_mu: a4 query-only inversion: people
+            inverted, gradient steps per person, random directions per gradient estimate
+            (2 queries each), and the finite-difference step (pixels, in [0, 1] units).
     """
 
     name: str
@@ -58,6 +66,18 @@ class Profile:
     finetune_epochs: int
     finetune_lr: float
     verify_eps: float
+    face_pool: int = 2
+    face_train_per_person: int = 7
+    face_epochs: int = 60
+    mlp_hidden: int = 300
+    mi_alpha: int = 1000
+    mi_beta: int = 100
+    mi_gamma: float = 0.001
+    mi_lambda: float = 0.1
+    fd_people: int = 8
+    fd_iterations: int = 300
+    fd_directions: int = 50
+    fd_mu: float = 0.01
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def replace(self, **changes) -> "Profile":
@@ -80,6 +100,8 @@ PROFILES: dict[str, Profile] = {
         batch_size=128, epochs=30, lr=0.1,              # Adi et al. train ResNet-18 to ~93%
         pretrained_epochs=10, n_triggers=100, trigger_repeats=20,
         finetune_epochs=10, finetune_lr=0.01, verify_eps=0.1,
+        face_pool=1, face_epochs=100, mlp_hidden=3000, mi_alpha=2000,    # the paper's MLP size, full-size faces
+        fd_people=10, fd_iterations=1000,
     ),
 }
 

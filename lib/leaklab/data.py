@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 __all__ = [
     "DatasetUnavailableError", "ImageData", "Split", "data_dir", "load_image_dataset",
-    "split_dataset", "load_splits", "abstract_images",
+    "split_dataset", "load_splits", "abstract_images", "load_faces", "split_per_person", "standardize",
 ]
 
 
@@ -88,6 +88,96 @@ def _cifar10() -> ImageData:
     classes = list(ds.classes)
     test = ImageData(*sets[False], classes)
     return ImageData(*sets[True], classes, test)
+
+
+_FACES_CREDIT = "AT&T Laboratories Cambridge / Olivetti Research Laboratory (Samaria & Harter, 1994)"
+
+
+def _att_pgm(root: Path) -> ImageData:
+    from PIL import Image
+
+    xs, ys = [], []
+    for person in range(1, 41):                                     # s1 .. s40 -> labels 0 .. 39
+        for shot in range(1, 11):                                   # 1.pgm .. 10.pgm
+            with Image.open(root / f"s{person}" / f"{shot}.pgm") as im:
+                xs.append(np.asarray(im, dtype=np.float32) / 255.0)  # (112, 92), 8-bit grey
+            ys.append(person - 1)
+    x = torch.as_tensor(np.stack(xs))[:, None]                      # (400, 1, 112, 92)
+    return ImageData(x, torch.as_tensor(ys, dtype=torch.int64), [f"s{i}" for i in range(1, 41)])
+
+
+def _olivetti() -> ImageData:
+    from sklearn.datasets import fetch_olivetti_faces
+
+    b = fetch_olivetti_faces(data_home=str(data_dir() / "sklearn"))  # (400, 64, 64) in [0, 1]
+    x = torch.as_tensor(b.images, dtype=torch.float32)[:, None]
+    return ImageData(x, torch.as_tensor(b.target, dtype=torch.int64), [f"s{i}" for i in range(1, 41)])
+
+
+def load_faces() -> ImageData:
+    """The AT&T (Olivetti) faces: 40 people x 10 images, labels 0..39 = people s1..s40.
+
+    Offline first: the original PGM files (112x92 pixels, 8-bit) in
+    ``$LEAKLAB_DATA_DIR/att_faces/s<person>/<shot>.pgm``; else scikit-learn's
+    ``fetch_olivetti_faces`` (the same people in the same order, cropped to 64x64,
+    downloaded once into ``$LEAKLAB_DATA_DIR/sklearn``). Credit: AT&T Laboratories
+    Cambridge / Olivetti Research Laboratory (Samaria & Harter, IEEE WACV 1994).
+
+    Returns:
+        :class:`ImageData` with x float32 (400, 1, H, W) in [0, 1] ordered person by
+        person, y int64 (400,).
+
+    Raises:
+        DatasetUnavailableError: neither source works; the message says where to put the files.
+    """
+    root = data_dir() / "att_faces"
+    if (root / "s1" / "1.pgm").exists():
+        return _att_pgm(root)
+    try:
+        return _olivetti()
+    except (urllib.error.URLError, OSError) as err:
+        raise DatasetUnavailableError(
+            f"AT&T faces: no PGM files under {root} (expected s1/1.pgm ... s40/10.pgm) and scikit-learn's "
+            f"fetch_olivetti_faces failed ({err}). Put the AT&T 'att_faces' folder in {data_dir()} "
+            "(set LEAKLAB_DATA_DIR to the folder that holds att_faces/)"
+        ) from err
+
+
+def split_per_person(data: ImageData, n_train: int, seed: int) -> tuple[TensorDataset, TensorDataset]:
+    """Per-person split: for every person, ``n_train`` random images train, the rest test.
+
+    Args:
+        data: faces from :func:`load_faces`. n_train: training images per person (1..9).
+        seed: split seed (its own, separate from training seeds).
+
+    Returns:
+        ``(train, test)`` TensorDatasets, each ordered by person.
+
+    Raises:
+        ValueError: ``n_train`` leaves a person without training or test images.
+    """
+    counts = torch.bincount(data.y)
+    if not 1 <= n_train < int(counts.min()):
+        raise ValueError(f"n_train must be in [1, {int(counts.min()) - 1}] images per person, got {n_train}")
+    g = torch.Generator().manual_seed(seed)
+    train_idx, test_idx = [], []
+    for person in range(len(counts)):
+        idx = torch.nonzero(data.y == person).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        train_idx.append(idx[:n_train].sort().values)
+        test_idx.append(idx[n_train:].sort().values)
+    tr, te = torch.cat(train_idx), torch.cat(test_idx)
+    return TensorDataset(data.x[tr], data.y[tr]), TensorDataset(data.x[te], data.y[te])
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Per-image standardisation: zero mean and unit standard deviation over each image.
+
+    x: float (N, C, H, W). Returns the same shape; constant images map to zeros.
+    """
+    flat = x.flatten(1)                                                   # (N, C*H*W)
+    z = (flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True).clamp_min(1e-6)
+    return z.view_as(x)
 
 
 _LOADERS = {"mnist_subset": _mnist_subset, "cifar10": _cifar10}

@@ -41,6 +41,11 @@ class Checker:
             self.results.append((description, False, "not implemented yet (the function still raises NotImplementedError)"))
         except AssertionError as err:
             self.results.append((description, False, str(err) or "assertion failed"))
+        except NameError as err:
+            after_failure = any(not ok for _, ok, _ in self.results)
+            why = ("skipped: it needs a value from a check above that failed; fix that one first"
+                   if after_failure and getattr(err, "name", "").startswith("_") else f"NameError: {err}")
+            self.results.append((description, False, why))
         except Exception as err:                      # a crash in student code is a failed case, reported
             last = traceback.extract_tb(err.__traceback__)[-1]
             self.results.append((description, False, f"{type(err).__name__}: {err} (line {last.lineno})"))

@@ -29,6 +29,60 @@ class SmallCNN(nn.Module):
         return self.fc(self.head(self.features(x)))
 
 
+def _pixels(in_channels: int, image_size) -> int:
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return in_channels * h * w
+
+
+class SoftmaxRegression(nn.Module):
+    """Multinomial logistic regression on raw pixels: logits = W x + b.
+
+    Fredrikson et al. (CCS 2015, Sec. 5.1) "softmax" face-recognition target.
+    Input (N, C, H, W) -> logits (N, K); the weights are ``fc`` (K, C*H*W).
+    """
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(x))                                     # (N, K)
+
+
+class MLP(nn.Module):
+    """One hidden layer of sigmoid units (Fredrikson et al., Sec. 5.1: 3,000 units).
+
+    Input (N, C, H, W) -> logits (N, K).
+    """
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 3000):
+        super().__init__()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.Sigmoid())  # (N, hidden)
+        self.fc = nn.Linear(hidden, num_classes)                                               # (N, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head(x))
+
+
+class FaceCNN(nn.Module):
+    """A small CNN for any image size (adaptive pooling); the course's evaluation classifier.
+
+    Input (N, C, H, W) -> logits (N, K).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),     # (N, 16, H/2, W/2)
+            nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool2d((7, 6)),  # (N, 32, 7, 6)
+            nn.Flatten())
+        self.fc = nn.Linear(32 * 7 * 6, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
 def _resnet18(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """torchvision's ResNet-18 with a 3x3 stem for 32x32 inputs (as in Adi et al.'s CIFAR-10 runs)."""
     from torchvision.models import resnet18
@@ -39,21 +93,26 @@ def _resnet18(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return m
 
 
-#: key -> constructor(in_channels, num_classes, image_size)
-MODELS: dict[str, Callable[[int, int, int], nn.Module]] = {
+#: key -> constructor(in_channels, num_classes, image_size, **options)
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": lambda c, k, s: SmallCNN(c, k, s),
     "resnet18": _resnet18,
+    "softmax_regression": lambda c, k, s: SoftmaxRegression(_pixels(c, s), k),
+    "mlp": lambda c, k, s, hidden=3000: MLP(_pixels(c, s), k, hidden),
+    "face_cnn": lambda c, k, s: FaceCNN(c, k),
 }
 
 
-def build_model(name: str, in_channels: int, num_classes: int, image_size: int,
-                seed: int) -> nn.Module:
+def build_model(name: str, in_channels: int, num_classes: int, image_size: int | tuple[int, int],
+                seed: int, **options) -> nn.Module:
     """Build a freshly initialised model.
 
     Args:
         name: a key of :data:`MODELS` (``"small_cnn"``, ``"resnet18"``).
-        in_channels: image channels C. num_classes: K. image_size: H (= W), pixels.
+        in_channels: image channels C. num_classes: K. image_size: H (= W) or (H, W),
+            pixels (``small_cnn`` and ``resnet18`` need square images).
         seed: initialisation seed (the global torch RNG is restored afterwards).
+        options: model options, e.g. ``hidden=300`` (units) for ``"mlp"``.
 
     Returns:
         An ``nn.Module`` mapping (N, C, H, W) float32 to logits (N, K), on the CPU.
@@ -65,7 +124,7 @@ def build_model(name: str, in_channels: int, num_classes: int, image_size: int,
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name](in_channels, num_classes, image_size)
+        return MODELS[name](in_channels, num_classes, image_size, **options)
 
 
 def last_layer(model: nn.Module) -> nn.Linear:

@@ -9,7 +9,7 @@ __all__ = ["image_grid", "curves"]
 
 
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 10,
-               size: float = 1.2, suptitle: str | None = None):
+               size: float = 1.2, suptitle: str | None = None, stretch: bool = False):
     """Show images in a grid.
 
     Args:
@@ -17,6 +17,8 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
         titles: N short captions (e.g. labels), or ``None``.
         ncols: images per row. size: inches per image.
         suptitle: figure title.
+        stretch: show each image min-max stretched to the full grey range (for dim
+            reconstructions); the data are not changed.
 
     Returns:
         The matplotlib ``Figure``.
@@ -37,7 +39,10 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            img = images[i].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()   # (H, W, C)
+            img = images[i].detach().cpu().float()
+            if stretch:
+                img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-8)
+            img = img.permute(1, 2, 0).clamp(0, 1).numpy()                       # (H, W, C)
             ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
             if titles is not None:
                 ax.set_title(str(titles[i]), fontsize=8)

@@ -44,6 +44,7 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
         seed: int = 0, params: Iterable[nn.Parameter] | None = None, momentum: float = 0.9,
         weight_decay: float = 5e-4,
         on_epoch: Callable[[nn.Module], dict[str, float]] | None = None,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
         desc: str = "train") -> History:
     """Train ``model`` in place with SGD + momentum and a cosine learning-rate schedule.
 
@@ -56,6 +57,8 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
         momentum, weight_decay: SGD settings.
         on_epoch: called after each epoch with the model (in eval mode); its dict of
             floats is appended to ``History.metrics``.
+        augment: optional ``augment(x_batch, generator) -> x_batch`` applied to every
+            training batch (e.g. noise), drawing from a private generator seeded by ``seed``.
         desc: progress-bar label.
 
     Returns:
@@ -74,12 +77,15 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch_generator(seed))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader),
                                                 pct_start=0.15, cycle_momentum=False)
+    aug_gen = torch_generator(seed + 1)
     hist = History()
     bar = tqdm(range(epochs), desc=desc, disable=not progress_enabled(), leave=False)
     for _ in bar:
         model.train()
         total, n = 0.0, 0
         for xb, yb in loader:
+            if augment is not None:
+                xb = augment(xb, aug_gen)
             xb, yb = xb.to(device), yb.to(device)                     # (B, C, H, W), (B,)
             with autocast(device):
                 loss = nn.functional.cross_entropy(model(xb), yb)

@@ -1,0 +1,120 @@
+"""Grading invariants 1 and 3 for a4 (MI-Face), in one live kernel; invariant 2 is in
+test_demo.py through nbgrader. Needs the AT&T faces (LEAKLAB_DATA_DIR, set by the Makefile
+when ../shared/data exists); skipped with the reason otherwise."""
+from __future__ import annotations
+
+import pytest
+
+from kernel import Kernel, read, run_reference, targets_passed_by
+
+A4_TESTS = {"a4_p2_cost_visible", "a4_p2_cost_hidden", "a4_p2_mi_face_visible", "a4_p2_mi_face_hidden",
+            "a4_p2_mi_face_e2e_hidden", "a4_p4_query_visible", "a4_p4_query_hidden"}
+
+
+@pytest.fixture(scope="module")
+def a4(repo, tmp_path_factory):
+    from leaklab.data import DatasetUnavailableError, load_faces
+
+    try:
+        load_faces()
+    except DatasetUnavailableError as err:
+        pytest.skip(f"AT&T faces unavailable: {err}")
+    nb = read(repo / "source" / "a4_model_inversion" / "a4_model_inversion.ipynb")
+    kernel = Kernel(cwd=str(tmp_path_factory.mktemp("a4")))
+    try:
+        yield kernel, nb, run_reference(kernel, nb)
+    finally:
+        kernel.close()
+
+
+def test_reference_passes_every_test_cell(a4):
+    _, _, outcomes = a4
+    assert set(outcomes) == A4_TESTS
+    failed = {gid: o.error for gid, o in outcomes.items() if not o.ok}
+    assert not failed, f"the reference solution fails: {failed}"
+
+
+_MI_FACE = '''
+def mi_face(f, label, shape, *, alpha, beta, gamma, lam, process=process, gradient=None, aux=None):
+    def cost_of(x):
+        with torch.no_grad():
+            return float(mi_face_cost(f, x, label, aux)[0])
+    def grad_of(x):
+        if gradient is not None:
+            return gradient(x)
+        x = x.detach().requires_grad_(True)
+        g, = torch.autograd.grad(mi_face_cost(f, x, label, aux).sum(), x)
+        return g
+    x = torch.zeros((1,) + tuple(shape))
+    xs, costs = [x], [cost_of(x)]
+    for _ in range(alpha):
+        x = process(x {step} lam * grad_of(x)).detach()
+        c = cost_of(x)
+        window = costs[-beta:]
+        xs.append(x)
+        costs.append(c)
+        if {stop} or c <= gamma:
+            break
+    best = {best}
+    return MIFaceResult(xs[best], costs[best], costs)
+'''
+_RIGHT = dict(step="-", stop="c >= max(window)", best="min(range(len(costs)), key=costs.__getitem__)")
+
+# name -> (a wrong definition, the test cells that must catch it)
+WRONG = {
+    "MI-Face returning the last iterate": (_MI_FACE.format(**{**_RIGHT, "best": "len(costs) - 1"}),
+                                           ["a4_p2_mi_face_visible", "a4_p2_mi_face_hidden"]),
+    "MI-Face stopping on the wrong comparison (c <= max)": (
+        _MI_FACE.format(**{**_RIGHT, "stop": "c <= max(window)"}), ["a4_p2_mi_face_visible", "a4_p2_mi_face_hidden"]),
+    "MI-Face stopping only on a strict increase (c > max)": (
+        _MI_FACE.format(**{**_RIGHT, "stop": "c > max(window)"}), ["a4_p2_mi_face_hidden"]),
+    "MI-Face ascending instead of descending the cost": (
+        _MI_FACE.format(**{**_RIGHT, "step": "+"}), ["a4_p2_mi_face_hidden", "a4_p2_mi_face_e2e_hidden"]),
+    "Eq. (6) with the wrong sign": ('''
+_ref_grad = softmax_regression_gradient
+def softmax_regression_gradient(W, b, x, label):
+    return -_ref_grad(W, b, x, label)
+''', ["a4_p2_cost_visible", "a4_p2_cost_hidden"]),
+    "cost from logits instead of probabilities (1 - z_label)": ('''
+def mi_face_cost(f, x, label, aux=None):
+    p = f(x)
+    cost = 1.0 - p.clamp_min(1e-12).log()[:, label]
+    return cost if aux is None else cost + aux(x)
+''', ["a4_p2_cost_visible", "a4_p2_cost_hidden"]),
+    "one-sided finite differences with n queries, unclipped": ('''
+def fd_gradient(api, x, label, n_dirs, mu, generator):
+    u = torch.randn((n_dirs,) + tuple(x.shape[1:]), generator=generator)
+    c0 = 1.0 - api.query(x)[:, label]
+    c = 1.0 - api.query(x + mu * u)[:, label]
+    return (((c - c0) / mu).view(-1, *[1] * (u.dim() - 1)) * u).mean(0, keepdim=True)
+''', ["a4_p4_query_visible", "a4_p4_query_hidden"]),
+    "extraction fitting probabilities instead of log-probabilities": ('''
+def extract_softmax_regression(api, shape, num_classes, generator):
+    d = int(torch.tensor(shape).prod())
+    xq = torch.rand((d + 1,) + tuple(shape), generator=generator)
+    p = api.query(xq).double()
+    A = torch.cat([xq.flatten(1).double(), torch.ones(d + 1, 1, dtype=torch.float64)], 1)
+    theta = torch.linalg.lstsq(A, p[:, 1:] - p[:, :1]).solution
+    model = build_model("softmax_regression", shape[0], num_classes, tuple(shape[1:]), seed=0)
+    with torch.no_grad():
+        model.fc.weight.zero_(); model.fc.bias.zero_()
+        model.fc.weight[1:] = theta[:d].T.float()
+        model.fc.bias[1:] = theta[d].float()
+    return model.eval()
+''', ["a4_p4_query_visible", "a4_p4_query_hidden"]),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG))
+def test_wrong_answer_loses_the_targeted_points(a4, name):
+    kernel, nb, _ = a4
+    code, targets = WRONG[name]
+    passed = targets_passed_by(kernel, nb, code, targets)
+    assert not passed, f"{name!r} still passes {passed}"
+
+
+def test_the_wrong_mi_face_template_is_the_reference_when_unchanged(a4):
+    kernel, nb, _ = a4
+    passed = targets_passed_by(kernel, nb, _MI_FACE.format(**_RIGHT),
+                                          ["a4_p2_mi_face_visible", "a4_p2_mi_face_hidden"])
+    assert len(passed) == 2, "the template behind the MI-Face wrong answers must pass when nothing is changed"
