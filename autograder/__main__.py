@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .pipeline import demo, format_table, grade, release
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", module=r"nbgrader(\.|$)")      # SQLAlchemy SAWarnings from nbgrader's gradebook
     p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("release", help="regenerate release/ from source/ with nbgrader")

@@ -49,6 +49,11 @@ class Profile:
         fd_people, fd_iterations, fd_directions, fd_mu: a4 query-only inversion: people
             inverted, gradient steps per person, random directions per gradient estimate
             (2 queries each), and the finite-difference step (pixels, in [0, 1] units).
+        mia_dataset, mia_pool, mia_image_pool: a3's dataset key, the membership pool size N
+            (examples; every model trains on a random half) and the average-pooling factor.
+        mia_hidden, mia_epochs, mia_lr, mia_batch: a3's stacked-MLP width (units), epochs,
+            Adam learning rate and batch size (examples).
+        n_reference: a3's LiRA reference models M (even; each example is IN for M/2).
     """
 
     name: str
@@ -78,6 +83,14 @@ class Profile:
     fd_iterations: int = 300
     fd_directions: int = 50
     fd_mu: float = 0.01
+    mia_dataset: str = "mnist_subset"
+    mia_pool: int = 2000
+    mia_image_pool: int = 2
+    mia_hidden: int = 256
+    mia_epochs: int = 40
+    mia_lr: float = 1e-3
+    mia_batch: int = 128
+    n_reference: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def replace(self, **changes) -> "Profile":
@@ -102,6 +115,8 @@ PROFILES: dict[str, Profile] = {
         finetune_epochs=10, finetune_lr=0.01, verify_eps=0.1,
         face_pool=1, face_epochs=100, mlp_hidden=3000, mi_alpha=2000,    # the paper's MLP size, full-size faces
         fd_people=10, fd_iterations=1000,
+        mia_dataset="cifar10", mia_pool=50000, mia_image_pool=1, mia_hidden=1024, mia_epochs=60,
+        n_reference=64,
     ),
 }
 

@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "build_model", "last_layer"]
+__all__ = ["MODELS", "build_model", "last_layer", "StackedMLP"]
 
 
 class SmallCNN(nn.Module):
@@ -137,3 +137,46 @@ def last_layer(model: nn.Module) -> nn.Linear:
     if not isinstance(fc, nn.Linear):
         raise ValueError(f"{type(model).__name__} has no final linear layer named 'fc'")
     return fc
+
+
+class StackedMLP(nn.Module):
+    """M independent one-hidden-layer ReLU MLPs whose weights are stacked, trained and
+    evaluated together (one batched matrix product per layer instead of M small ones).
+
+    Input x (N, D) or (N, C, H, W) -> logits (M, N, K). Parameters: w1 (M, D, H), b1 (M, 1, H),
+    w2 (M, H, K), b2 (M, 1, K). Model m is exactly ``member(m)``, an ordinary MLP.
+    Each model is initialised like ``nn.Linear`` (uniform in +-1/sqrt(fan_in)).
+    """
+
+    def __init__(self, n_models: int, in_features: int, hidden: int, num_classes: int, seed: int):
+        super().__init__()
+        if min(n_models, in_features, hidden, num_classes) < 1:
+            raise ValueError("n_models, in_features, hidden and num_classes must be >= 1")
+        g = torch.Generator().manual_seed(seed)
+        def uniform(*shape, fan_in):
+            return nn.Parameter((torch.rand(*shape, generator=g) * 2 - 1) / fan_in ** 0.5)
+        self.w1 = uniform(n_models, in_features, hidden, fan_in=in_features)      # (M, D, H)
+        self.b1 = uniform(n_models, 1, hidden, fan_in=in_features)                # (M, 1, H)
+        self.w2 = uniform(n_models, hidden, num_classes, fan_in=hidden)           # (M, H, K)
+        self.b2 = uniform(n_models, 1, num_classes, fan_in=hidden)                # (M, 1, K)
+
+    @property
+    def n_models(self) -> int:
+        return self.w1.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)                                                          # (N, D)
+        h = torch.relu(torch.einsum("nd,mdh->mnh", x, self.w1) + self.b1)         # (M, N, H)
+        return torch.baddbmm(self.b2, h, self.w2)                                 # (M, N, K)
+
+    def member(self, m: int) -> nn.Module:
+        """Model ``m`` as an ordinary ``nn.Sequential`` MLP (a copy): (N, ...) -> logits (N, K)."""
+        d, h = self.w1.shape[1:]
+        k = self.w2.shape[2]
+        mlp = nn.Sequential(nn.Flatten(), nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k))
+        with torch.no_grad():
+            mlp[1].weight.copy_(self.w1[m].T)
+            mlp[1].bias.copy_(self.b1[m, 0])
+            mlp[3].weight.copy_(self.w2[m].T)
+            mlp[3].bias.copy_(self.b2[m, 0])
+        return mlp.to(self.w1.device).eval()

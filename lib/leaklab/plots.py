@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["image_grid", "curves"]
+__all__ = ["image_grid", "curves", "roc_loglog"]
 
 
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 10,
@@ -81,5 +81,42 @@ def curves(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_loglog(scores: dict[str, Sequence[float]], is_member: Sequence[bool], title: str | None = None):
+    """ROC curves of several attacks on log-log axes, with the chance diagonal.
+
+    Carlini et al., "Membership Inference Attacks From First Principles", IEEE S&P 2022
+    (arXiv:2112.03570), Sec. III: low-FPR behaviour is what matters, so both axes are log.
+
+    Args:
+        scores: attack name -> (N,) scores (higher = member). is_member: (N,) bool ground truth.
+        title: optional.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import auc, roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    y = np.asarray(is_member, dtype=bool)
+    floor = 1.0 / max(1, int((~y).sum()))
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(y, np.asarray(s, dtype=np.float64))
+        ax.plot(np.maximum(fpr, floor / 10), np.maximum(tpr, floor / 10), label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([floor / 10, 1], [floor / 10, 1], "k--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor / 2, 1)
+    ax.set_ylim(floor / 2, 1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .repro import autocast, torch_generator
 
-__all__ = ["History", "fit", "evaluate", "predict", "progress_enabled"]
+__all__ = ["History", "fit", "fit_stacked", "predict_stacked", "evaluate", "predict", "progress_enabled"]
 
 
 def progress_enabled() -> bool:
@@ -148,3 +148,76 @@ def evaluate(model: nn.Module, data: Dataset | tuple[torch.Tensor, torch.Tensor]
     if len(y) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return (predict(model, x).argmax(1) == torch.as_tensor(y)).float().mean().item()
+
+
+def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, *, epochs: int,
+                lr: float = 1e-3, batch_size: int = 128, seed: int = 0, weight_decay: float = 0.0,
+                desc: str = "train models") -> History:
+    """Train M stacked models at once, model m only on the examples with ``keep[m]``.
+
+    Every step draws one mini-batch of example indices for all models; model m's loss is
+    the mean cross-entropy over the batch examples it keeps, and the M losses are summed,
+    so the models' gradients never mix (Adam's update is elementwise, so they stay
+    independent too). Used for LiRA's reference models (Carlini et al., "Membership
+    Inference Attacks From First Principles", IEEE S&P 2022, arXiv:2112.03570, Sec. IV-B).
+
+    Args:
+        model: maps x (N, ...) to logits (M, N, K), e.g. :class:`leaklab.models.StackedMLP`.
+        x: inputs (N, ...); y: int64 labels (N,); keep: bool membership matrix (M, N).
+        epochs: passes over the N examples. lr: Adam learning rate. batch_size: examples per step.
+        seed: shuffling seed. weight_decay: Adam's L2 penalty.
+
+    Returns:
+        :class:`History` with the mean (over models) training loss per epoch.
+
+    Raises:
+        ValueError: ``keep`` is not (M, N) bool matching the model and the data.
+    """
+    from tqdm.auto import tqdm
+
+    device = _device_of(model)
+    n = len(y)
+    if keep.dtype != torch.bool or keep.dim() != 2 or keep.shape[1] != n:
+        raise ValueError(f"keep must be a bool (M, N={n}) matrix, got {keep.dtype} {tuple(keep.shape)}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    x, y, k_all = x.to(device), y.to(device), keep.to(device).float()              # k_all: (M, N)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    g = torch_generator(seed)
+    hist = History()
+    model.train()
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress_enabled(), leave=False):
+        total = 0.0
+        for idx in torch.randperm(n, generator=g).split(batch_size):
+            idx = idx.to(device)
+            logits = model(x[idx])                                                  # (M, B, K)
+            m = logits.shape[0]
+            ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].repeat(m),
+                                             reduction="none").view(m, -1)          # (M, B)
+            k = k_all[:, idx]                                                       # (M, B)
+            loss = ((ce * k).sum(1) / k.sum(1).clamp_min(1)).sum()                  # sum over models
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() / m * len(idx)
+        hist.loss.append(total / n)
+    model.eval()
+    return hist
+
+
+@torch.no_grad()
+def predict_stacked(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits of M stacked models on ``x`` in batches (memory stays O(M * batch_size)).
+
+    Args:
+        model: maps (B, ...) to logits (M, B, K). x: inputs (N, ...).
+
+    Returns:
+        float32 logits (M, N, K) on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    out = torch.cat([model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)], dim=1)
+    model.train(was_training)
+    return out

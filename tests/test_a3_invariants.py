@@ -1,0 +1,82 @@
+"""Grading invariants 1 and 3 for a3 (membership inference), in one live kernel;
+invariant 2 is shown through nbgrader in test_demo.py."""
+from __future__ import annotations
+
+import pytest
+
+from kernel import Kernel, read, run_reference, targets_passed_by
+
+A3_TESTS = {"a3_p2_loss_visible", "a3_p2_loss_hidden", "a3_p3_shadow_visible", "a3_p3_shadow_hidden",
+            "a3_p4_lira_visible", "a3_p4_lira_hidden", "a3_p4_lira_e2e_hidden", "a3_p5_tpr_visible",
+            "a3_p5_tpr_hidden"}
+
+
+@pytest.fixture(scope="module")
+def a3(repo, tmp_path_factory):
+    nb = read(repo / "source" / "a3_membership_inference" / "a3_membership_inference.ipynb")
+    kernel = Kernel(cwd=str(tmp_path_factory.mktemp("a3")))
+    try:
+        yield kernel, nb, run_reference(kernel, nb)
+    finally:
+        kernel.close()
+
+
+def test_reference_passes_every_test_cell(a3):
+    _, _, outcomes = a3
+    assert set(outcomes) == A3_TESTS
+    failed = {gid: o.error for gid, o in outcomes.items() if not o.ok}
+    assert not failed, f"the reference solution fails: {failed}"
+
+
+# name -> (a wrong definition, the test cells that must catch it)
+WRONG = {
+    "phi from softmax probabilities that saturate": ('''
+def phi_stable(logits, labels):
+    p = torch.softmax(logits, -1).gather(-1, labels.expand(logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+    return torch.log(p / (1 - p))
+''', ["a3_p4_lira_visible", "a3_p4_lira_hidden"]),
+    "an unbalanced keep matrix (independent coin flips)": ('''
+def balanced_keep(n_models, n_examples, generator):
+    if n_models < 2 or n_models % 2:
+        raise ValueError("n_models must be even")
+    return torch.rand(n_models, n_examples, generator=generator) < 0.5
+''', ["a3_p4_lira_visible", "a3_p4_lira_hidden"]),
+    "TPR read at the wrong end of the ROC (low scores = member)": ('''
+_ref_tpr = tpr_at_fpr
+def tpr_at_fpr(scores, is_member, fpr):
+    return _ref_tpr(-np.asarray(scores, dtype=float), is_member, fpr)
+''', ["a3_p5_tpr_visible", "a3_p5_tpr_hidden"]),
+    "TPR at FPR that splits ties": ('''
+def tpr_at_fpr(scores, is_member, fpr):
+    s = np.asarray(scores, dtype=float); m = np.asarray(is_member, dtype=bool)
+    order = np.argsort(-s, kind="stable"); m = m[order]
+    tpr, fpr_ = np.cumsum(m) / m.sum(), np.cumsum(~m) / (~m).sum()
+    ok = fpr_ <= fpr
+    return float(tpr[ok].max()) if ok.any() else 0.0
+''', ["a3_p5_tpr_visible", "a3_p5_tpr_hidden"]),
+    "LiRA with biased variances and no IN/OUT split of the mean": ('''
+def lira_scores(phi_target, phi_ref, keep, online=True, global_variance=False):
+    mu, var = phi_ref.mean(0), phi_ref.var(0, unbiased=False).clamp_min(1e-8)
+    return (phi_target - mu) / var.sqrt()
+''', ["a3_p4_lira_visible", "a3_p4_lira_hidden"]),
+    "loss scores as log(softmax) of probabilities (underflow)": ('''
+def loss_scores(logits, labels):
+    return torch.log(torch.softmax(logits, -1)).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+''', ["a3_p2_loss_visible"]),
+    "one attack model for all classes": ('''
+def shadow_attack(shadow_probs, shadow_keep, labels, target_probs):
+    from sklearn.linear_model import LogisticRegression
+    s, n, k = shadow_probs.shape
+    feats = _shadow_features(shadow_probs.reshape(-1, k), labels.repeat(s))
+    attack = LogisticRegression(max_iter=1000).fit(feats, shadow_keep.reshape(-1).numpy().astype(int))
+    return torch.as_tensor(attack.predict_proba(_shadow_features(target_probs, labels))[:, 1], dtype=torch.float32)
+''', ["a3_p3_shadow_hidden"]),
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG))
+def test_wrong_answer_loses_the_targeted_points(a3, name):
+    kernel, nb, _ = a3
+    code, targets = WRONG[name]
+    passed = targets_passed_by(kernel, nb, code, targets)
+    assert not passed, f"{name!r} still passes {passed}"
