@@ -2,8 +2,9 @@
 re-run only the test cells aimed at it (no retraining of everything per wrong answer)."""
 from __future__ import annotations
 
-import queue
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import nbformat
 from jupyter_client.manager import start_new_kernel
@@ -85,3 +86,19 @@ def targets_passed_by(kernel: Kernel, nb, code: str, targets: list[str]) -> list
     finally:
         for src in solutions:
             assert kernel.run(src).ok
+
+
+@contextlib.contextmanager
+def executed_reference(path, cwd: str) -> Iterator[tuple[Kernel, nbformat.NotebookNode, dict[str, Outcome]]]:
+    """A kernel that has run the source notebook at ``path`` once: (kernel, notebook, test outcomes)."""
+    nb = read(path)
+    kernel = Kernel(cwd=cwd)
+    try:
+        yield kernel, nb, run_reference(kernel, nb)
+    finally:
+        kernel.close()
+
+
+def failed_tests(outcomes: dict[str, Outcome]) -> dict[str, str]:
+    """grade_id -> error of every test cell that failed."""
+    return {gid: o.error for gid, o in outcomes.items() if not o.ok}

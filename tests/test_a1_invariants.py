@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import Kernel, read, run_reference, targets_passed_by
+from kernel import executed_reference, failed_tests, targets_passed_by
 
 A1_TESTS = {
     "a1_p1_commitment_visible", "a1_p1_commitment_hidden", "a1_p2_keygen_visible", "a1_p2_keygen_hidden",
@@ -20,19 +20,15 @@ A1_TESTS = {
 
 @pytest.fixture(scope="module")
 def a1(repo, tmp_path_factory):
-    nb = read(repo / "source" / "a1_watermarking" / "a1_watermarking.ipynb")
-    kernel = Kernel(cwd=str(tmp_path_factory.mktemp("a1")))
-    try:
-        yield kernel, nb, run_reference(kernel, nb)
-    finally:
-        kernel.close()
+    with executed_reference(repo / "source" / "a1_watermarking" / "a1_watermarking.ipynb",
+                            str(tmp_path_factory.mktemp("a1"))) as state:
+        yield state
 
 
 def test_reference_passes_every_test_cell(a1):
     _, _, outcomes = a1
     assert set(outcomes) == A1_TESTS
-    failed = {gid: o.error for gid, o in outcomes.items() if not o.ok}
-    assert not failed, f"the reference solution fails: {failed}"
+    assert not failed_tests(outcomes), f"the reference solution fails: {failed_tests(outcomes)}"
 
 
 # name -> (a wrong definition, the test cells that must catch it)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import Kernel, read, run_reference, targets_passed_by
+from kernel import executed_reference, failed_tests, targets_passed_by
 
 A3_TESTS = {"a3_p2_loss_visible", "a3_p2_loss_hidden", "a3_p3_shadow_visible", "a3_p3_shadow_hidden",
             "a3_p4_lira_visible", "a3_p4_lira_hidden", "a3_p4_lira_e2e_hidden", "a3_p5_tpr_visible",
@@ -13,19 +13,15 @@ A3_TESTS = {"a3_p2_loss_visible", "a3_p2_loss_hidden", "a3_p3_shadow_visible", "
 
 @pytest.fixture(scope="module")
 def a3(repo, tmp_path_factory):
-    nb = read(repo / "source" / "a3_membership_inference" / "a3_membership_inference.ipynb")
-    kernel = Kernel(cwd=str(tmp_path_factory.mktemp("a3")))
-    try:
-        yield kernel, nb, run_reference(kernel, nb)
-    finally:
-        kernel.close()
+    with executed_reference(repo / "source" / "a3_membership_inference" / "a3_membership_inference.ipynb",
+                            str(tmp_path_factory.mktemp("a3"))) as state:
+        yield state
 
 
 def test_reference_passes_every_test_cell(a3):
     _, _, outcomes = a3
     assert set(outcomes) == A3_TESTS
-    failed = {gid: o.error for gid, o in outcomes.items() if not o.ok}
-    assert not failed, f"the reference solution fails: {failed}"
+    assert not failed_tests(outcomes), f"the reference solution fails: {failed_tests(outcomes)}"
 
 
 # name -> (a wrong definition, the test cells that must catch it)

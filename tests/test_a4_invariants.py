@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import Kernel, read, run_reference, targets_passed_by
+from kernel import executed_reference, failed_tests, targets_passed_by
 
 A4_TESTS = {"a4_p2_cost_visible", "a4_p2_cost_hidden", "a4_p2_mi_face_visible", "a4_p2_mi_face_hidden",
             "a4_p2_mi_face_e2e_hidden", "a4_p4_query_visible", "a4_p4_query_hidden"}
@@ -19,19 +19,15 @@ def a4(repo, tmp_path_factory):
         load_faces()
     except DatasetUnavailableError as err:
         pytest.skip(f"AT&T faces unavailable: {err}")
-    nb = read(repo / "source" / "a4_model_inversion" / "a4_model_inversion.ipynb")
-    kernel = Kernel(cwd=str(tmp_path_factory.mktemp("a4")))
-    try:
-        yield kernel, nb, run_reference(kernel, nb)
-    finally:
-        kernel.close()
+    with executed_reference(repo / "source" / "a4_model_inversion" / "a4_model_inversion.ipynb",
+                            str(tmp_path_factory.mktemp("a4"))) as state:
+        yield state
 
 
 def test_reference_passes_every_test_cell(a4):
     _, _, outcomes = a4
     assert set(outcomes) == A4_TESTS
-    failed = {gid: o.error for gid, o in outcomes.items() if not o.ok}
-    assert not failed, f"the reference solution fails: {failed}"
+    assert not failed_tests(outcomes), f"the reference solution fails: {failed_tests(outcomes)}"
 
 
 _MI_FACE = '''

@@ -9,25 +9,9 @@ asks: LiRA online >= 0.03 and >= loss + 0.02; LiRA offline >= 0.02.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def reference_namespace() -> dict:
-    os.environ.setdefault("LEAKLAB_PROFILE", "ci")
-    nb = json.loads((REPO / "source" / "a3_membership_inference" / "a3_membership_inference.ipynb").read_text())
-    ns: dict = {}
-    for cell in nb["cells"]:
-        meta = cell["metadata"].get("nbgrader", {})
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and (src.startswith("import numpy") or
-                                            (meta.get("solution") and not meta.get("grade"))):
-            exec(src, ns)
-    return ns
+from reference import reference_namespace
 
 
 def main(n_seeds: int) -> None:
@@ -40,7 +24,8 @@ def main(n_seeds: int) -> None:
     from leaklab.models import StackedMLP
     from leaklab.train import fit_stacked
 
-    ns, p = reference_namespace(), get_profile("ci")
+    ns = reference_namespace("a3_membership_inference", lambda src: src if src.startswith("import numpy") else None)
+    p = get_profile("ci")
     d = load_image_dataset(p.mia_dataset)
     rows = []
     for s in range(n_seeds):

@@ -9,25 +9,9 @@ spread; the hidden test's threshold is top-1 >= 0.60.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def reference_namespace() -> dict:
-    os.environ.setdefault("LEAKLAB_PROFILE", "ci")
-    nb = json.loads((REPO / "source" / "a4_model_inversion" / "a4_model_inversion.ipynb").read_text())
-    ns: dict = {}
-    for cell in nb["cells"]:
-        meta = cell["metadata"].get("nbgrader", {})
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and (src.startswith("from typing import") or
-                                            (meta.get("solution") and not meta.get("grade"))):
-            exec(src, ns)
-    return ns
+from reference import reference_namespace
 
 
 def main(n_seeds: int) -> None:
@@ -41,7 +25,8 @@ def main(n_seeds: int) -> None:
     from leaklab.models import build_model
     from leaklab.train import fit, predict
 
-    ns, p = reference_namespace(), get_profile("ci")
+    ns = reference_namespace("a4_model_inversion", lambda src: src if src.startswith("from typing import") else None)
+    p = get_profile("ci")
     faces = load_faces()
     faces = ImageData(nn.functional.avg_pool2d(faces.x, p.face_pool), faces.y, faces.classes)
     hw = tuple(faces.x.shape[2:])
