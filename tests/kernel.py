@@ -102,3 +102,35 @@ def executed_reference(path, cwd: str) -> Iterator[tuple[Kernel, nbformat.Notebo
 def failed_tests(outcomes: dict[str, Outcome]) -> dict[str, str]:
     """grade_id -> error of every test cell that failed."""
     return {gid: o.error for gid, o in outcomes.items() if not o.ok}
+
+
+def invariant_tests(assignment: str, expected: set[str], wrong: dict[str, tuple[str, list[str]]],
+                    precheck=None):
+    """The pytest pieces of grading invariants 1 and 3 for one assignment.
+
+    Returns ``(fixture, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points)``;
+    assign them to module-level names. ``precheck()`` may call ``pytest.skip`` (e.g. data missing).
+    """
+    import pytest
+
+    @pytest.fixture(scope="module", name="reference")
+    def reference(repo, tmp_path_factory):
+        if precheck is not None:
+            precheck()
+        path = repo / "source" / assignment / f"{assignment}.ipynb"
+        with executed_reference(path, str(tmp_path_factory.mktemp(assignment))) as state:
+            yield state
+
+    def test_reference_passes_every_test_cell(reference):
+        _, _, outcomes = reference
+        assert set(outcomes) == expected
+        assert not failed_tests(outcomes), f"the reference solution fails: {failed_tests(outcomes)}"
+
+    @pytest.mark.parametrize("name", list(wrong))
+    def test_wrong_answer_loses_the_targeted_points(reference, name):
+        kernel, nb, _ = reference
+        code, targets = wrong[name]
+        passed = targets_passed_by(kernel, nb, code, targets)
+        assert not passed, f"{name!r} still passes {passed}"
+
+    return reference, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points

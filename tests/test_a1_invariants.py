@@ -7,28 +7,13 @@ shown through nbgrader itself in test_pipeline.py.
 """
 from __future__ import annotations
 
-import pytest
-
-from kernel import executed_reference, failed_tests, targets_passed_by
+from kernel import invariant_tests
 
 A1_TESTS = {
     "a1_p1_commitment_visible", "a1_p1_commitment_hidden", "a1_p2_keygen_visible", "a1_p2_keygen_hidden",
     "a1_p3_mark_visible", "a1_p3_mark_hidden", "a1_p4_verify_visible", "a1_p4_verify_hidden",
     "a1_p5_finetune_visible", "a1_p5_finetune_hidden",
 }
-
-
-@pytest.fixture(scope="module")
-def a1(repo, tmp_path_factory):
-    with executed_reference(repo / "source" / "a1_watermarking" / "a1_watermarking.ipynb",
-                            str(tmp_path_factory.mktemp("a1"))) as state:
-        yield state
-
-
-def test_reference_passes_every_test_cell(a1):
-    _, _, outcomes = a1
-    assert set(outcomes) == A1_TESTS
-    assert not failed_tests(outcomes), f"the reference solution fails: {failed_tests(outcomes)}"
 
 
 # name -> (a wrong definition, the test cells that must catch it)
@@ -99,9 +84,5 @@ def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_ep
 }
 
 
-@pytest.mark.parametrize("name", list(WRONG))
-def test_wrong_answer_loses_the_targeted_points(a1, name):
-    kernel, nb, _ = a1
-    code, targets = WRONG[name]
-    passed = targets_passed_by(kernel, nb, code, targets)
-    assert not passed, f"{name!r} still passes {passed}"
+reference, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points = invariant_tests(
+    "a1_watermarking", A1_TESTS, WRONG)

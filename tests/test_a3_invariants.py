@@ -2,26 +2,11 @@
 invariant 2 is shown through nbgrader in test_demo.py."""
 from __future__ import annotations
 
-import pytest
-
-from kernel import executed_reference, failed_tests, targets_passed_by
+from kernel import invariant_tests
 
 A3_TESTS = {"a3_p2_loss_visible", "a3_p2_loss_hidden", "a3_p3_shadow_visible", "a3_p3_shadow_hidden",
             "a3_p4_lira_visible", "a3_p4_lira_hidden", "a3_p4_lira_e2e_hidden", "a3_p5_tpr_visible",
             "a3_p5_tpr_hidden"}
-
-
-@pytest.fixture(scope="module")
-def a3(repo, tmp_path_factory):
-    with executed_reference(repo / "source" / "a3_membership_inference" / "a3_membership_inference.ipynb",
-                            str(tmp_path_factory.mktemp("a3"))) as state:
-        yield state
-
-
-def test_reference_passes_every_test_cell(a3):
-    _, _, outcomes = a3
-    assert set(outcomes) == A3_TESTS
-    assert not failed_tests(outcomes), f"the reference solution fails: {failed_tests(outcomes)}"
 
 
 # name -> (a wrong definition, the test cells that must catch it)
@@ -70,9 +55,5 @@ def shadow_attack(shadow_probs, shadow_keep, labels, target_probs):
 }
 
 
-@pytest.mark.parametrize("name", list(WRONG))
-def test_wrong_answer_loses_the_targeted_points(a3, name):
-    kernel, nb, _ = a3
-    code, targets = WRONG[name]
-    passed = targets_passed_by(kernel, nb, code, targets)
-    assert not passed, f"{name!r} still passes {passed}"
+reference, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points = invariant_tests(
+    "a3_membership_inference", A3_TESTS, WRONG)

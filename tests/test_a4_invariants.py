@@ -5,29 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from kernel import executed_reference, failed_tests, targets_passed_by
+from kernel import invariant_tests, targets_passed_by
 
 A4_TESTS = {"a4_p2_cost_visible", "a4_p2_cost_hidden", "a4_p2_mi_face_visible", "a4_p2_mi_face_hidden",
             "a4_p2_mi_face_e2e_hidden", "a4_p4_query_visible", "a4_p4_query_hidden"}
-
-
-@pytest.fixture(scope="module")
-def a4(repo, tmp_path_factory):
-    from leaklab.data import DatasetUnavailableError, load_faces
-
-    try:
-        load_faces()
-    except DatasetUnavailableError as err:
-        pytest.skip(f"AT&T faces unavailable: {err}")
-    with executed_reference(repo / "source" / "a4_model_inversion" / "a4_model_inversion.ipynb",
-                            str(tmp_path_factory.mktemp("a4"))) as state:
-        yield state
-
-
-def test_reference_passes_every_test_cell(a4):
-    _, _, outcomes = a4
-    assert set(outcomes) == A4_TESTS
-    assert not failed_tests(outcomes), f"the reference solution fails: {failed_tests(outcomes)}"
 
 
 _MI_FACE = '''
@@ -101,16 +82,20 @@ def extract_softmax_regression(api, shape, num_classes, generator):
 }
 
 
-@pytest.mark.parametrize("name", list(WRONG))
-def test_wrong_answer_loses_the_targeted_points(a4, name):
-    kernel, nb, _ = a4
-    code, targets = WRONG[name]
-    passed = targets_passed_by(kernel, nb, code, targets)
-    assert not passed, f"{name!r} still passes {passed}"
+def _faces_or_skip():
+    from leaklab.data import DatasetUnavailableError, load_faces
+
+    try:
+        load_faces()
+    except DatasetUnavailableError as err:
+        pytest.skip(f"AT&T faces unavailable: {err}")
 
 
-def test_the_wrong_mi_face_template_is_the_reference_when_unchanged(a4):
-    kernel, nb, _ = a4
-    passed = targets_passed_by(kernel, nb, _MI_FACE.format(**_RIGHT),
-                                          ["a4_p2_mi_face_visible", "a4_p2_mi_face_hidden"])
+reference, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points = invariant_tests(
+    "a4_model_inversion", A4_TESTS, WRONG, precheck=_faces_or_skip)
+
+
+def test_the_wrong_mi_face_template_is_the_reference_when_unchanged(reference):
+    kernel, nb, _ = reference
+    passed = targets_passed_by(kernel, nb, _MI_FACE.format(**_RIGHT), ["a4_p2_mi_face_visible", "a4_p2_mi_face_hidden"])
     assert len(passed) == 2, "the template behind the MI-Face wrong answers must pass when nothing is changed"
