@@ -234,7 +234,8 @@ def write_csv(results: list[GradeResult], path: Path) -> None:
 
 def format_table(results: list[GradeResult]) -> str:
     """A plain-text score table, one line per (assignment, student)."""
-    rows = [["assignment", "student", "automatic", "of", "manual pending", "status"]] + [_row(r) for r in results]
+    ordered = sorted(results, key=lambda r: (r.assignment, r.student))
+    rows = [["assignment", "student", "automatic", "of", "manual pending", "status"]] + [_row(r) for r in ordered]
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows]
     lines.insert(1, "-" * len(lines[0]))
