@@ -14,13 +14,6 @@ from leaklab.models import build_model
 from leaklab.train import fit
 
 
-def _faces_or_skip():
-    try:
-        return D.load_faces()
-    except D.DatasetUnavailableError as err:
-        pytest.skip(str(err))
-
-
 def test_att_faces_from_pgm_files(monkeypatch, repo):
     shared = repo.parent / "shared" / "data"
     if not (shared / "att_faces" / "s1" / "1.pgm").exists():
