@@ -232,3 +232,16 @@ def test_progress_enabled_reads_the_env_var(monkeypatch, value, on):
 def test_progress_enabled_by_default(monkeypatch):
     monkeypatch.delenv("LEAKLAB_PROGRESS", raising=False)
     assert progress_enabled()
+
+
+def test_fit_takes_a_custom_loss_on_soft_labels():
+    # Soft labels (0.7, 0.2, 0.1) for every input: with a soft cross-entropy the model learns them as probabilities.
+    x = torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    soft = torch.tensor([0.7, 0.2, 0.1]).expand(96, K).clone()
+    def soft_ce(logits, targets):
+        return -(targets * torch.log_softmax(logits, -1)).sum(-1).mean()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, K))
+    hist = fit(model, TensorDataset(x, soft), epochs=30, lr=0.1, batch_size=16, loss=soft_ce)
+    p = torch.softmax(predict(model, x), 1).mean(0)
+    assert torch.allclose(p, soft[0], atol=0.05), p
+    assert hist.loss[-1] < hist.loss[0]

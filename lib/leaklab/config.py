@@ -54,6 +54,16 @@ class Profile:
         mia_hidden, mia_epochs, mia_lr, mia_batch: a3's stacked-MLP width (units), epochs,
             Adam learning rate and batch size (examples).
         n_reference: a3's LiRA reference models M (even; each example is IN for M/2).
+        ext_pool, ext_pool_views: a2's query-pool key for :func:`leaklab.pools.load_query_pool`
+            and its random-affine views per image.
+        ext_budgets: a2's query budgets for the budget curves (queries, increasing).
+        ext_adaptive_budgets: a2's small budgets where adaptive selection meets random (queries).
+        ext_rounds: a2's adaptive selection rounds after the random seed set.
+        ext_steps, ext_batch, ext_lr: a2's surrogate training -- SGD steps whatever the budget
+            (steps), batch size (examples) and peak learning rate.
+        ext_linear_epochs: epochs of a2's linear (softmax-regression) victim (epochs).
+        ext_eps, ext_pgd_steps, n_transfer: a2's L-infinity radius (pixels in [0, 1] units),
+            PGD iterations (steps) and test images attacked (examples).
     """
 
     name: str
@@ -91,6 +101,18 @@ class Profile:
     mia_lr: float = 1e-3
     mia_batch: int = 128
     n_reference: int = 16
+    ext_pool: str = "digits"
+    ext_pool_views: int = 3
+    ext_budgets: tuple[int, ...] = (100, 300, 1000, 3000, 7188)
+    ext_adaptive_budgets: tuple[int, ...] = (200, 300)
+    ext_rounds: int = 3
+    ext_steps: int = 400
+    ext_batch: int = 32
+    ext_lr: float = 0.05
+    ext_linear_epochs: int = 5
+    ext_eps: float = 0.3
+    ext_pgd_steps: int = 10
+    n_transfer: int = 500
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def replace(self, **changes) -> "Profile":
@@ -117,6 +139,9 @@ PROFILES: dict[str, Profile] = {
         fd_people=10, fd_iterations=1000,
         mia_dataset="cifar10", mia_pool=50000, mia_image_pool=1, mia_hidden=1024, mia_epochs=60,
         n_reference=64,
+        ext_pool="cifar100", ext_pool_views=0, ext_budgets=(1000, 5000, 10000, 25000, 50000),
+        ext_adaptive_budgets=(2000, 5000), ext_steps=4000, ext_batch=128, ext_lr=0.1, ext_linear_epochs=10,
+        ext_eps=8 / 255, n_transfer=1000,                # the usual CIFAR-10 L-infinity radius
     ),
 }
 

@@ -53,13 +53,14 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
 
 
 def curves(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str | None = None,
-           x: Sequence[float] | None = None, ylim: tuple[float, float] | None = None):
+           x: Sequence[float] | None = None, ylim: tuple[float, float] | None = None, logx: bool = False):
     """Plot named curves on one axis.
 
     Args:
         series: name -> y values (all the same length as ``x``).
         xlabel, ylabel: axis labels, with units. title: optional.
         x: x values (default 1, 2, ...). ylim: optional y range.
+        logx: a logarithmic x axis (e.g. query budgets), ticks at the given ``x``.
 
     Returns:
         The matplotlib ``Figure``.
@@ -76,7 +77,12 @@ def curves(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: 
         ax.set_ylim(*ylim)
     if title:
         ax.set_title(title)
-    if all(float(v).is_integer() for v in (x if x is not None else [1])):
+    if logx:
+        ax.set_xscale("log")
+        if x is not None:
+            ax.set_xticks(list(x), [f"{v:g}" for v in x])
+            ax.minorticks_off()
+    elif all(float(v).is_integer() for v in (x if x is not None else [1])):
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)

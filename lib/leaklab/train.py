@@ -27,7 +27,7 @@ def progress_enabled() -> bool:
 class History:
     """Per-epoch record of a :func:`fit` run.
 
-    loss: mean training cross-entropy per epoch (nats). metrics: per-epoch values of
+    loss: mean training loss per epoch (nats for cross-entropy). metrics: per-epoch values of
     each ``on_epoch`` callback result, keyed by name.
     """
 
@@ -45,12 +45,14 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
         weight_decay: float = 5e-4,
         on_epoch: Callable[[nn.Module], dict[str, float]] | None = None,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         desc: str = "train") -> History:
     """Train ``model`` in place with SGD + momentum and a cosine learning-rate schedule.
 
     Args:
         model: maps (B, C, H, W) float32 to logits (B, K); trained on its own device.
-        data: a dataset of (image, int64 label) pairs.
+        data: a dataset of (image, target) pairs: int64 labels for the default loss, or
+            whatever ``loss`` expects (e.g. float32 (K,) probability vectors as soft labels).
         epochs: passes over ``data`` (epochs, >= 1). lr: peak learning rate.
         batch_size: examples per step. seed: shuffling seed (a private generator).
         params: the parameters to update (default: all of ``model``); the rest stay frozen.
@@ -59,6 +61,8 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
             floats is appended to ``History.metrics``.
         augment: optional ``augment(x_batch, generator) -> x_batch`` applied to every
             training batch (e.g. noise), drawing from a private generator seeded by ``seed``.
+        loss: ``loss(logits (B, K), targets (B, ...)) -> scalar`` to minimise; default
+            ``nn.functional.cross_entropy`` on int64 labels (nats).
         desc: progress-bar label.
 
     Returns:
@@ -78,6 +82,7 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader),
                                                 pct_start=0.15, cycle_momentum=False)
     aug_gen = torch_generator(seed + 1)
+    loss_fn = nn.functional.cross_entropy if loss is None else loss
     hist = History()
     bar = tqdm(range(epochs), desc=desc, disable=not progress_enabled(), leave=False)
     for _ in bar:
@@ -88,12 +93,12 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
                 xb = augment(xb, aug_gen)
             xb, yb = xb.to(device), yb.to(device)                     # (B, C, H, W), (B,)
             with autocast(device):
-                loss = nn.functional.cross_entropy(model(xb), yb)
+                batch_loss = loss_fn(model(xb).float(), yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(yb)
+            total += batch_loss.item() * len(yb)
             n += len(yb)
         hist.loss.append(total / n)
         bar.set_postfix(loss=f"{hist.loss[-1]:.3f}")
