@@ -116,6 +116,41 @@ def pgd(model_fn, x, y, eps, alpha, steps, generator):
         x_adv = torch.minimum(torch.maximum(x_adv.detach() + alpha * grad.sign(), x - eps), x + eps).clamp(0, 1)
     return x_adv.detach()
 ''', ["a2_p6_attacks_hidden"]),
+    "one big query that ignores batch_size": ('''
+def query_in_batches(api, x, batch_size=256):
+    if api.remaining is not None and len(x) > api.remaining:
+        raise QueryBudgetExceeded("over budget")
+    return api.query(x)
+''', ["a2_p1_batches_hidden"]),
+    "every rounded API refused, even without zero probabilities": ('''
+_ref_equation_solving = equation_solving
+def equation_solving(api, generator):
+    if api.decimals is not None:
+        raise ValueError("rounded")
+    return _ref_equation_solving(api, generator)
+''', ["a2_p2_equations_hidden"]),
+    "rounded / top-k answers used without renormalising": ('''
+def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0):
+    model = build()
+    epochs = max(1, math.ceil(steps * batch_size / len(x)))
+    if answers.dtype == torch.int64:
+        fit(model, TensorDataset(x, answers), epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    else:
+        fit(model, TensorDataset(x, answers), epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, loss=soft_cross_entropy)
+    return model.eval()
+''', ["a2_p3_knockoff_hidden"]),
+    "k-center that may pick a chosen point again (duplicate features)": ('''
+def kcenter_select(features, chosen, n):
+    if len(chosen) == 0:
+        raise ValueError("empty")
+    dist, picks = torch.cdist(features, features[chosen]).min(1).values, []
+    for _ in range(n):
+        u = int(dist.argmax())
+        picks.append(u)
+        dist = torch.minimum(dist, (features - features[u]).norm(dim=1))
+    return torch.tensor(picks, dtype=torch.int64)
+''', ["a2_p4_kcenter_hidden"]),
+
 }
 
 

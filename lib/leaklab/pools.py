@@ -4,10 +4,11 @@ Knockoff Nets (Orekondy et al., CVPR 2019, arXiv:1812.02766, Sec. 4) query a vic
 natural images from a *different* distribution than its training data. Two pools:
 
 - ``"digits"`` (offline, ``ci``): the 1,797 handwritten digits that ship with scikit-learn
-  (UCI "Optical Recognition of Handwritten Digits", 43 writers, 8x8 pixels, 17 grey
-  levels). Different writers, scanner, resolution and normalisation from MNIST (NIST
-  writers, 28x28), so the attacker never holds a single image of the victim's
-  distribution -- but the same task, the "related-domain" pool of Knockoff's Sec. 4.
+  (the test set of UCI "Optical Recognition of Handwritten Digits": 13 writers, 8x8
+  pixels, 17 grey levels, collected with NIST's preprocessing programs). Other writers,
+  forms, resolution and normalisation than MNIST's 28x28 digits, so the attacker never
+  holds a single image of the victim's training distribution -- but the same task: a
+  related-domain natural pool in the sense of Knockoff Nets.
   Resized into MNIST's geometry (an 18x18 box centred in 28x28) with a contrast curve.
 - ``"cifar100"`` (``full``): CIFAR-100's 50,000 training images through torchvision, for a
   CIFAR-10 victim: natural 32x32 photos of 100 *other* classes.
