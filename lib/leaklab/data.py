@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 __all__ = [
-    "DatasetUnavailableError", "ImageData", "Split", "data_dir", "load_image_dataset",
+    "DatasetUnavailableError", "ImageData", "Split", "data_dir", "torchvision_split", "load_image_dataset",
     "split_dataset", "load_splits", "abstract_images", "load_faces", "split_per_person", "standardize",
 ]
 
@@ -66,23 +66,40 @@ def _mnist_subset() -> ImageData:
     return ImageData(x, y, [str(i) for i in range(10)])
 
 
+def torchvision_split(cls, folder: str, extracted: str, title: str, train: bool):
+    """A torchvision dataset split read from ``data_dir()/folder``, downloaded there once if missing.
+
+    Args:
+        cls: the torchvision dataset class (e.g. ``CIFAR10``). folder: the sub-folder of
+            :func:`data_dir`. extracted: the archive's extracted folder name, for the message.
+        title: the dataset's name, for the message. train: the training split, else the test split.
+
+    Returns:
+        The torchvision dataset object.
+
+    Raises:
+        DatasetUnavailableError: not on disk and the download failed; the message says where to put it.
+    """
+    root = data_dir() / folder
+    try:
+        try:
+            return cls(root=str(root), train=train, download=False)
+        except RuntimeError:                          # not there yet: try the network once
+            return cls(root=str(root), train=train, download=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as err:
+        raise DatasetUnavailableError(
+            f"{title}: not found under {root} and the download failed ({err}). Put the extracted "
+            f"'{extracted}' folder in {root} (set LEAKLAB_DATA_DIR to move it), or use the offline "
+            "profile with LEAKLAB_PROFILE=ci"
+        ) from err
+
+
 def _cifar10() -> ImageData:
     from torchvision.datasets import CIFAR10
 
-    root = data_dir() / "cifar10"
     sets = {}
     for train in (True, False):
-        try:
-            try:
-                ds = CIFAR10(root=str(root), train=train, download=False)
-            except RuntimeError:                          # not there yet: try the network once
-                ds = CIFAR10(root=str(root), train=train, download=True)
-        except (urllib.error.URLError, OSError, RuntimeError) as err:
-            raise DatasetUnavailableError(
-                f"CIFAR-10: not found under {root} and the download failed ({err}). Put the "
-                f"extracted 'cifar-10-batches-py' folder in {root} (set LEAKLAB_DATA_DIR to move it), "
-                "or use the offline profile with LEAKLAB_PROFILE=ci"
-            ) from err
+        ds = torchvision_split(CIFAR10, "cifar10", "cifar-10-batches-py", "CIFAR-10", train)
         x = torch.as_tensor(ds.data).permute(0, 3, 1, 2).float() / 255.0   # (N, 3, 32, 32)
         sets[train] = (x, torch.as_tensor(ds.targets, dtype=torch.int64))
     classes = list(ds.classes)

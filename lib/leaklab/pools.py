@@ -18,12 +18,10 @@ more queries from the same natural images, no synthetic data).
 """
 from __future__ import annotations
 
-import urllib.error
-
 import torch
 from torch.nn import functional as F
 
-from .data import DatasetUnavailableError, data_dir
+from .data import torchvision_split
 
 __all__ = ["POOLS", "load_query_pool"]
 
@@ -40,17 +38,7 @@ def _digits() -> torch.Tensor:
 def _cifar100() -> torch.Tensor:
     from torchvision.datasets import CIFAR100
 
-    root = data_dir() / "cifar100"
-    try:
-        try:
-            ds = CIFAR100(root=str(root), train=True, download=False)
-        except RuntimeError:                                   # not there yet: try the network once
-            ds = CIFAR100(root=str(root), train=True, download=True)
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
-        raise DatasetUnavailableError(
-            f"CIFAR-100: not found under {root} and the download failed ({err}). Put the extracted "
-            f"'cifar-100-python' folder in {root} (set LEAKLAB_DATA_DIR to move it), or use the offline "
-            "profile with LEAKLAB_PROFILE=ci") from err
+    ds = torchvision_split(CIFAR100, "cifar100", "cifar-100-python", "CIFAR-100", train=True)
     return torch.as_tensor(ds.data).permute(0, 3, 1, 2).float() / 255.0                   # (50000, 3, 32, 32)
 
 
