@@ -10,6 +10,22 @@ A2_TESTS = {"a2_p1_batches_visible", "a2_p1_batches_hidden", "a2_p2_equations_vi
             "a2_p6_transfer_e2e_hidden"}
 
 
+def _solver(extra: int, solve: str) -> str:
+    """A wrong ``equation_solving``: the reference's queries (D + ``extra`` of them) and
+    linear system, then the ``solve`` lines that make it wrong."""
+    return f'''
+def equation_solving(api, generator):
+    if api.mode == "label":
+        raise ValueError("labels")
+    d = math.prod(api.input_shape)
+    x = torch.rand((d + {extra}, *api.input_shape), generator=generator)
+    p = query_in_batches(api, x).double()
+    if (p <= 0).any():
+        raise ValueError("zero probability")
+    a = torch.cat([x.reshape(d + {extra}, d).double(), torch.ones(d + {extra}, 1, dtype=torch.float64)], 1)
+''' + solve.lstrip("\n")
+
+
 # name -> (a wrong definition, the test cells that must catch it)
 WRONG = {
     "a budget overrun spends queries until the API refuses": ('''
@@ -22,47 +38,20 @@ def query_in_batches(api, x, batch_size=256):
         x = x[:api.remaining]
     return torch.cat([api.query(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 ''', ["a2_p1_batches_hidden"]),
-    "ignores the shift invariance: log-probabilities fitted as logits, no normalisation w0 = 0, b0 = 0": ('''
-def equation_solving(api, generator):
-    if api.mode == "label":
-        raise ValueError("labels")
-    d = math.prod(api.input_shape)
-    x = torch.rand((d + 1, *api.input_shape), generator=generator)
-    p = query_in_batches(api, x).double()
-    if (p <= 0).any():
-        raise ValueError("zero probability")
-    a = torch.cat([x.reshape(d + 1, d).double(), torch.ones(d + 1, 1, dtype=torch.float64)], 1)
+    "ignores the shift invariance: log-probabilities fitted as logits, no normalisation w0 = 0, b0 = 0": (_solver(1, '''
     theta = torch.linalg.solve(a, p.log())                        # (D+1, K): log p_k = w_k x + b_k
     return theta[:d].T, theta[d]
-''', ["a2_p2_equations_visible"]),
-    "the binary formula per class: logit(p_k) = log(p_k / (1 - p_k)) as if K = 2": ('''
-def equation_solving(api, generator):
-    if api.mode == "label":
-        raise ValueError("labels")
-    d = math.prod(api.input_shape)
-    x = torch.rand((d + 1, *api.input_shape), generator=generator)
-    p = query_in_batches(api, x).double()
-    if (p <= 0).any():
-        raise ValueError("zero probability")
-    a = torch.cat([x.reshape(d + 1, d).double(), torch.ones(d + 1, 1, dtype=torch.float64)], 1)
+'''), ["a2_p2_equations_visible"]),
+    "the binary formula per class: logit(p_k) = log(p_k / (1 - p_k)) as if K = 2": (_solver(1, '''
     theta = torch.linalg.solve(a, torch.log(p / (1 - p)))
     w, b = theta[:d].T, theta[d]
     return w - w[0], b - b[0]
-''', ["a2_p2_equations_visible", "a2_p2_equations_hidden"]),
-    "one query too many (least squares on D + 2 queries)": ('''
-def equation_solving(api, generator):
-    if api.mode == "label":
-        raise ValueError("labels")
-    d = math.prod(api.input_shape)
-    x = torch.rand((d + 2, *api.input_shape), generator=generator)
-    p = query_in_batches(api, x).double()
-    if (p <= 0).any():
-        raise ValueError("zero probability")
-    a = torch.cat([x.reshape(d + 2, d).double(), torch.ones(d + 2, 1, dtype=torch.float64)], 1)
+'''), ["a2_p2_equations_visible", "a2_p2_equations_hidden"]),
+    "one query too many (least squares on D + 2 queries)": (_solver(2, '''
     theta = torch.linalg.lstsq(a, p[:, 1:].log() - p[:, :1].log()).solution
     return (torch.cat([torch.zeros(1, d, dtype=torch.float64), theta[:d].T]),
             torch.cat([torch.zeros(1, dtype=torch.float64), theta[d]]))
-''', ["a2_p2_equations_visible", "a2_p2_equations_hidden"]),
+'''), ["a2_p2_equations_visible", "a2_p2_equations_hidden"]),
     "hard labels (argmax) when the API returns probabilities": ('''
 _ref_train_surrogate = train_surrogate
 def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0):
