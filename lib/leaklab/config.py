@@ -64,6 +64,24 @@ class Profile:
         ext_linear_epochs: epochs of a2's linear (softmax-regression) victim (epochs).
         ext_eps, ext_pgd_steps, n_transfer: a2's L-infinity radius (pixels in [0, 1] units),
             PGD iterations (steps) and test images attacked (examples).
+        lm_model: a5's GPT-2 shape (:data:`leaklab.lm.LM_PRESETS`): ``gpt2-tiny`` trained offline
+            from scratch, or ``gpt2`` (124 M) pretrained from the Hugging Face hub.
+        lm_vocab: byte-level BPE vocabulary trained offline for ``gpt2-tiny`` (tokens).
+        lm_public_chars: characters of public text the offline tokenizer and base model use
+            (None: all of ``pydoc_data.topics``, about 465,000).
+        lm_base_epochs, lm_base_lr: training of the offline base model on public text (epochs, AdamW peak LR).
+        lm_epochs, lm_lr: fine-tuning of the victim on the private corpus (epochs, AdamW peak LR).
+        lm_block, lm_batch: training sequence length (tokens) and batch size (sequences).
+        lm_copies, lm_per_group, lm_canary_digits, lm_corpus_seed: the private corpus -- repetition
+            counts (copies), fake people per count, canary secret length (decimal digits; |R| = 10**d)
+            and the Faker seed.
+        lm_samples, lm_sample_tokens, lm_gen_batch: samples per sampling strategy, tokens generated
+            per sample and samples per generation batch.
+        lm_top_k, lm_t_start, lm_decay_tokens: top-k (tokens), the decaying temperature's start value
+            and the tokens over which it falls to 1 (Carlini et al. 2021, Sec. 5.1).
+        lm_window, lm_top_n, lm_verbatim_tokens: the sliding window of the Window metric (tokens),
+            samples inspected per metric (the paper's top-100), and the shortest exact match with the
+            training data that counts as verbatim memorisation (tokens).
     """
 
     name: str
@@ -113,6 +131,28 @@ class Profile:
     ext_eps: float = 0.3
     ext_pgd_steps: int = 10
     n_transfer: int = 500
+    lm_model: str = "gpt2-tiny"
+    lm_vocab: int = 2048
+    lm_public_chars: int | None = None
+    lm_base_epochs: int = 2
+    lm_base_lr: float = 3e-3
+    lm_epochs: int = 60
+    lm_lr: float = 3e-3
+    lm_block: int = 128
+    lm_batch: int = 16
+    lm_copies: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    lm_per_group: int = 8
+    lm_canary_digits: int = 4
+    lm_corpus_seed: int = 0
+    lm_samples: int = 1000
+    lm_sample_tokens: int = 64
+    lm_gen_batch: int = 250
+    lm_top_k: int = 40
+    lm_t_start: float = 10.0
+    lm_decay_tokens: int = 6
+    lm_window: int = 16
+    lm_top_n: int = 100
+    lm_verbatim_tokens: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def replace(self, **changes) -> "Profile":
@@ -142,6 +182,9 @@ PROFILES: dict[str, Profile] = {
         ext_pool="cifar100", ext_pool_views=0, ext_budgets=(1000, 5000, 10000, 25000, 50000),
         ext_adaptive_budgets=(2000, 5000), ext_steps=4000, ext_batch=128, ext_lr=0.1, ext_linear_epochs=10,
         ext_eps=8 / 255, n_transfer=1000,                # the usual CIFAR-10 L-infinity radius
+        lm_model="gpt2", lm_epochs=20, lm_lr=1e-4, lm_block=256, lm_per_group=16, lm_canary_digits=6,
+        lm_samples=10000, lm_sample_tokens=256, lm_gen_batch=500, lm_decay_tokens=20, lm_window=50,
+        lm_verbatim_tokens=32,                           # the paper's 256-token samples, 50-token window
     ),
 }
 
