@@ -152,7 +152,7 @@ class Profile:
     lm_decay_tokens: int = 6
     lm_window: int = 16
     lm_top_n: int = 100
-    lm_verbatim_tokens: int = 16
+    lm_verbatim_tokens: int = 32
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def replace(self, **changes) -> "Profile":
@@ -184,7 +184,7 @@ PROFILES: dict[str, Profile] = {
         ext_eps=8 / 255, n_transfer=1000,                # the usual CIFAR-10 L-infinity radius
         lm_model="gpt2", lm_epochs=20, lm_lr=1e-4, lm_block=256, lm_per_group=16, lm_canary_digits=6,
         lm_samples=10000, lm_sample_tokens=256, lm_gen_batch=500, lm_decay_tokens=20, lm_window=50,
-        lm_verbatim_tokens=32,                           # the paper's 256-token samples, 50-token window
+        lm_verbatim_tokens=50,                           # the paper's 256-token samples, 50-token window
     ),
 }
 
