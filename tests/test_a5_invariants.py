@@ -62,7 +62,7 @@ def window_perplexity(nll, window):
     w = min(window, nll.shape[1])
     return torch.exp(nll.unfold(1, w, 1).mean(-1).mean(1))
 ''', P2),
-    "exposure with a 0-based rank": ('''
+    "exposure with a rank that leaves out the canary itself": ('''
 def exposure(canary_score, candidate_scores):
     c = np.asarray(candidate_scores, dtype=float)
     if c.size == 0:
@@ -70,6 +70,20 @@ def exposure(canary_score, candidate_scores):
     rank = max(1, int((c < float(canary_score)).sum()))
     return math.log2(c.size) - math.log2(rank)
 ''', P4),
+    "exposure with ties in the canary's favour": ('''
+def exposure(canary_score, candidate_scores):
+    c = np.asarray(candidate_scores, dtype=float)
+    if c.size == 0:
+        raise ValueError("no candidates")
+    return math.log2(c.size) - math.log2(1 + int((c < float(canary_score)).sum()))
+''', ["a5_p4_exposure_hidden"]),
+    "reference ratio inverted (reference over victim)": ('''
+_ref_scores = membership_scores
+def membership_scores(ppl, ppl_ref, ppl_lower, zlib_bits, ppl_window):
+    out = _ref_scores(ppl, ppl_ref, ppl_lower, zlib_bits, ppl_window)
+    out["reference"] = torch.log(ppl_ref) / torch.log(ppl)
+    return out
+''', ["a5_p2_metrics_hidden"]),
     "log-perplexity in nats": ('''
 def log_perplexity(nll, mask=None):
     m = torch.ones_like(nll) if mask is None else mask[:, 1:].to(nll.dtype)

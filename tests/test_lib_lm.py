@@ -23,7 +23,16 @@ def test_private_corpus_is_seeded_and_counts_copies():
     assert private_corpus(copies=(1,), per_group=1, seed=6) != private_corpus(copies=(1,), per_group=1, seed=5)
 
 
-@pytest.mark.parametrize("kwargs", [dict(copies=(0, 1)), dict(per_group=0), dict(digits=0), dict(copies=())])
+def test_private_corpus_records_are_unique():
+    c = private_corpus()
+    for field in ("email", "phone", "id_number"):
+        values = [s.fields()[field] for s in c.secrets]
+        assert len(set(values)) == len(values), f"two people share a {field}"
+        assert not any(a != b and a in b for a in values for b in values), f"one {field} contains another"
+
+
+@pytest.mark.parametrize("kwargs", [dict(copies=(0, 1)), dict(per_group=0), dict(digits=0), dict(copies=()),
+                                    dict(canaries_per_group=-1), dict(copies=(1, 2, 3), canaries_per_group=4, digits=1)])
 def test_private_corpus_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         private_corpus(**kwargs)
@@ -67,6 +76,19 @@ def test_verification_helpers():
     assert grams == {(1, 2, 3), (2, 3, 4), (3, 4, 5)}
     got = is_verbatim(torch.tensor([[9, 2, 3, 4, 9], [9, 1, 2, 9, 9]]), grams, 3)
     assert got.tolist() == [True, False]
+
+
+def test_models_leave_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    ids = torch.randint(0, 300, (64,), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(123)
+    m = tiny_gpt2(300, seed=4)
+    from leaklab.lm import train_lm
+    train_lm(m, ids, epochs=1, lr=1e-3, block=16, batch_size=2, seed=1)
+    assert torch.equal(torch.rand(3), expected), "tiny_gpt2 / train_lm changed the global RNG"
+    a, b = tiny_gpt2(300, seed=4), tiny_gpt2(300, seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
 
 def test_tiny_gpt2_presets():

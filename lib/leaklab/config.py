@@ -76,7 +76,9 @@ class Profile:
             counts (copies), fake people per count, canary secret length (decimal digits; |R| = 10**d)
             and the Faker seed.
         lm_samples, lm_sample_tokens, lm_gen_batch: samples per sampling strategy, tokens generated
-            per sample and samples per generation batch.
+            per sample and samples per generation batch (sequences).
+        lm_score_batch: sequences per forward pass when scoring samples (full-length samples; the short
+            canary candidates go 8 times as many at once). Bounds the (B, T, V) logits in memory.
         lm_top_k, lm_t_start, lm_decay_tokens: top-k (tokens), the decaying temperature's start value
             and the tokens over which it falls to 1 (Carlini et al. 2021, Sec. 5.1).
         lm_window, lm_top_n, lm_verbatim_tokens: the sliding window of the Window metric (tokens),
@@ -147,6 +149,7 @@ class Profile:
     lm_samples: int = 1000
     lm_sample_tokens: int = 64
     lm_gen_batch: int = 250
+    lm_score_batch: int = 256
     lm_top_k: int = 40
     lm_t_start: float = 10.0
     lm_decay_tokens: int = 6
@@ -183,7 +186,7 @@ PROFILES: dict[str, Profile] = {
         ext_adaptive_budgets=(2000, 5000), ext_steps=4000, ext_batch=128, ext_lr=0.1, ext_linear_epochs=10,
         ext_eps=8 / 255, n_transfer=1000,                # the usual CIFAR-10 L-infinity radius
         lm_model="gpt2", lm_epochs=20, lm_lr=1e-4, lm_block=256, lm_per_group=16, lm_canary_digits=6,
-        lm_samples=10000, lm_sample_tokens=256, lm_gen_batch=500, lm_decay_tokens=20, lm_window=50,
+        lm_samples=10000, lm_sample_tokens=256, lm_gen_batch=200, lm_score_batch=32, lm_decay_tokens=20, lm_window=50,
         lm_verbatim_tokens=50,                           # the paper's 256-token samples, 50-token window
     ),
 }

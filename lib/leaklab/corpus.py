@@ -20,7 +20,7 @@ EOT = "<|endoftext|>"
 #: One private document. Every field is a planted secret of one fake person.
 EMAIL_TEMPLATE = "From: {name} <{email}>\nPlease call me at {phone}. My ID number is {id_number}.\n"
 
-#: The Secret Sharer's canary format (Carlini et al. 2019, Sec. 3): a fixed prefix and a random
+#: The Secret Sharer's canary format (Carlini et al. 2019, Sec. 4): a fixed prefix and a random
 #: secret of ``digits`` decimal digits, so the randomness space R has 10**digits members.
 CANARY_TEMPLATE = "My PIN code is {secret}.\n"
 
@@ -115,22 +115,34 @@ def private_corpus(copies: tuple[int, ...] = (1, 2, 4, 8, 16, 32), per_group: in
     Returns:
         A :class:`PrivateCorpus`; ``sum(copies) * (per_group + canaries_per_group)`` documents.
 
+    E-mail addresses, phone numbers and ID numbers are unique across people (``Faker.unique``), and
+    no e-mail address contains another, so a verbatim match identifies one person. Faker's output may change between Faker versions
+    (``lib/constraints.txt`` pins the one CI uses); within one version a seed fixes the corpus.
+
     Raises:
-        ValueError: a copy count below 1, ``per_group`` below 1, or ``digits`` outside 1..9.
+        ValueError: no copy counts or one below 1, ``per_group`` below 1, ``canaries_per_group`` below 0,
+            ``digits`` outside 1..9, or more canaries than distinct secrets of ``digits`` digits.
     """
     if not copies or min(copies) < 1 or per_group < 1 or canaries_per_group < 0 or not 1 <= digits <= 9:
         raise ValueError(f"need copies >= 1 (got {copies}), per_group >= 1 (got {per_group}), canaries_per_group "
                          f">= 0 (got {canaries_per_group}) and 1 <= digits <= 9 (got {digits})")
+    if len(copies) * canaries_per_group > 10 ** digits:
+        raise ValueError(f"{len(copies) * canaries_per_group} canaries cannot have distinct secrets of {digits} "
+                         "digits: raise digits or lower canaries_per_group")
     from faker import Faker
 
     fake = Faker("en_US")
     fake.seed_instance(seed)
     rng = random.Random(seed)
-    secrets, canaries, docs, used = [], [], [], set()
+    secrets, canaries, docs, used, emails = [], [], [], set(), []
     for c in sorted(copies):
         for _ in range(per_group):
-            s = Secret(name=fake.name(), email=fake.email(), phone=fake.numerify("(###) ###-####"),
-                       id_number=fake.ssn(), copies=c)
+            name, email = fake.name(), fake.unique.email()
+            while any(email in e or e in email for e in emails):     # verification matches substrings
+                email = fake.unique.email()
+            emails.append(email)
+            s = Secret(name=name, email=email, phone=fake.unique.numerify("(###) ###-####"),
+                       id_number=fake.unique.ssn(), copies=c)
             secrets.append(s)
             doc = EMAIL_TEMPLATE.format(name=s.name, **s.fields())
             docs += [doc] * c

@@ -13,7 +13,9 @@ with ``cache=False`` retrains from scratch, and the tests check both give the sa
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -94,6 +96,13 @@ def train_tokenizer(text: str, vocab_size: int):
 def tiny_gpt2(vocab_size: int, preset: str = "gpt2-tiny", seed: int = 0):
     """A randomly initialised ``transformers.GPT2LMHeadModel`` of a :data:`LM_PRESETS` shape.
 
+    Args:
+        vocab_size: tokens in the vocabulary (>= 1); id 0 is bos/eos/pad.
+        preset: a key of :data:`LM_PRESETS`. seed: initialisation seed (the global RNG is left untouched).
+
+    Returns:
+        The model on the CPU in eval mode; ``gpt2-tiny`` at vocabulary 2,048 has 0.68 M parameters.
+
     Raises:
         KeyError: unknown preset (the message lists them).
     """
@@ -102,14 +111,16 @@ def tiny_gpt2(vocab_size: int, preset: str = "gpt2-tiny", seed: int = 0):
     _quiet_transformers()
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(seed)
     cfg = GPT2Config(vocab_size=vocab_size, bos_token_id=0, eos_token_id=0, pad_token_id=0,
                      **LM_PRESETS[preset])
-    return GPT2LMHeadModel(cfg).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GPT2LMHeadModel(cfg).eval()
 
 
 def encode(tokenizer, text: str) -> torch.Tensor:
-    """Token ids of ``text`` (``<|endoftext|>`` separators become id 0): int64 (T,)."""
+    """Token ids of ``text`` as it is (no separator added in front; ``<|endoftext|>`` inside becomes
+    its id, 0 for the offline tokenizer): int64 (T,) on the CPU."""
     return torch.tensor(tokenizer(text)["input_ids"], dtype=torch.int64)
 
 
@@ -120,6 +131,11 @@ def encode_batch(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tenso
     """
     enc = tokenizer([EOT + t for t in texts], padding=True, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"]
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(cls) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def next_token_logits(model, ids: torch.Tensor, cache=None) -> tuple[torch.Tensor, object]:
@@ -136,9 +152,7 @@ def next_token_logits(model, ids: torch.Tensor, cache=None) -> tuple[torch.Tenso
     Returns:
         ``(logits, cache)``: float32 (B, V) next-token logits after the last of ``ids``, and the updated cache.
     """
-    import inspect
-
-    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+    name = _cache_argument(type(model))
     out = model(input_ids=ids, use_cache=True, **({name: cache} if cache is not None else {}))
     new = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
     return out.logits[:, -1, :].float(), new
@@ -165,11 +179,21 @@ def train_lm(model, ids: torch.Tensor, *, epochs: int, lr: float, block: int, ba
     Returns:
         :class:`leaklab.train.History` with the mean loss per epoch (nats per token).
 
+    Dropout draws from the global RNG; it is seeded with ``seed`` inside a forked RNG state, so
+    the result depends only on the arguments and the global RNG is left as it was.
+
     Raises:
         ValueError: fewer than ``block`` tokens, or ``epochs`` < 1.
     """
     from tqdm.auto import tqdm
 
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)                            # dropout draws from the global RNG: fix it too
+        return _train_lm(model, ids, epochs, lr, block, batch_size, seed, desc, tqdm)
+
+
+def _train_lm(model, ids, epochs, lr, block, batch_size, seed, desc, tqdm) -> History:
     if epochs < 1 or len(ids) < block:
         raise ValueError(f"need epochs >= 1 and at least block={block} tokens, got {epochs} epochs, {len(ids)} tokens")
     device = next(model.parameters()).device
@@ -197,19 +221,21 @@ def train_lm(model, ids: torch.Tensor, *, epochs: int, lr: float, block: int, ba
     return hist
 
 
-def _key(profile, seed: int, corpus: PrivateCorpus) -> str:
+def _key(profile, seed: int, corpus: PrivateCorpus, device: torch.device) -> str:
     import tokenizers
     import transformers
 
     fields = {k: v for k, v in vars(profile).items() if k.startswith("lm_") and k not in _SAMPLING_FIELDS}
+    public = hashlib.sha256(public_text().encode()).hexdigest() if profile.lm_model == "gpt2-tiny" else "hub"
     blob = json.dumps({"v": _CACHE_VERSION, "fields": fields, "seed": seed, "corpus": corpus.text(),
-                       "torch": torch.__version__, "transformers": transformers.__version__,
-                       "tokenizers": tokenizers.__version__}, sort_keys=True, default=list)
+                       "public_text": public, "device": device.type, "torch": torch.__version__,
+                       "transformers": transformers.__version__, "tokenizers": tokenizers.__version__},
+                      sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 _SAMPLING_FIELDS = {"lm_samples", "lm_sample_tokens", "lm_top_k", "lm_t_start", "lm_decay_tokens", "lm_window",
-                    "lm_top_n", "lm_gen_batch", "lm_verbatim_tokens"}
+                    "lm_top_n", "lm_gen_batch", "lm_score_batch", "lm_verbatim_tokens"}
 
 
 def _pretrained(profile, device):
@@ -253,16 +279,24 @@ def build_language_models(profile, seed: int = 0, device: torch.device | str = "
     Returns:
         :class:`LanguageModels`; ``history`` holds the per-epoch losses (nats per token).
 
+    The cache key covers the ``lm_*`` training fields, ``seed``, the corpus, the public text, the
+    device type and the torch / transformers / tokenizers versions.
+
     Raises:
         OSError: ``full`` without the hub or its cache.
+        KeyError: ``profile.lm_model`` is not a preset of :data:`LM_PRESETS`.
+        ValueError: bad corpus settings (see :func:`leaklab.corpus.private_corpus`).
+        ImportError: ``pydoc_data`` is missing from this Python (``ci``).
     """
     corpus = private_corpus(profile.lm_copies, profile.lm_per_group, profile.lm_canary_digits,
                             seed=profile.lm_corpus_seed)
     device = torch.device(device)
-    path = cache_dir() / _key(profile, seed, corpus)
+    path = cache_dir() / _key(profile, seed, corpus, device)
     if cache and (path / "history.json").exists():
         return _load(path, profile, corpus, device)
-    if profile.lm_model in LM_PRESETS and profile.lm_model != "gpt2-tiny":
+    if profile.lm_model not in LM_PRESETS:
+        raise KeyError(f"unknown language-model preset {profile.lm_model!r}; presets: {', '.join(LM_PRESETS)}")
+    if profile.lm_model != "gpt2-tiny":
         tok, base, history = _pretrained(profile, device)
     else:
         tok, base, history = _from_scratch_base(profile, seed, device)
@@ -279,14 +313,18 @@ def _save(path: Path, tok, base, victim, history: dict) -> None:
     from .artifacts import save_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent))
-    tok.save_pretrained(tmp / "tokenizer")
-    base.save_pretrained(tmp / "base")                    # safetensors; the tied embedding saved once
-    victim.save_pretrained(tmp / "victim")
-    save_json(history, tmp / "history.json")
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".partial-"))
     try:
+        tok.save_pretrained(tmp / "tokenizer")
+        base.save_pretrained(tmp / "base")                # safetensors; the tied embedding saved once
+        victim.save_pretrained(tmp / "victim")
+        save_json(history, tmp / "history.json")          # written last: its presence marks a complete entry
+        if path.exists() and not (path / "history.json").exists():
+            shutil.rmtree(path, ignore_errors=True)       # an incomplete entry left by hand: replace it
         tmp.rename(path)                                  # atomic: a reader never sees half a cache entry
-    except OSError:                                       # another process filled it meanwhile
+    except OSError:                                       # another process filled it meanwhile, or disk full
+        pass
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -323,11 +361,13 @@ def corpus_ngrams(ids: torch.Tensor, n: int) -> set[tuple[int, ...]]:
 
 
 def is_verbatim(sample_ids: torch.Tensor, ngrams: set[tuple[int, ...]], n: int) -> np.ndarray:
-    """Whether each sample holds an exact copy of at least ``n`` consecutive training tokens.
+    """Whether each sample holds an exact copy of at least ``n`` consecutive training tokens
+    (the verbatim memorisation of Carlini et al. 2021, Sec. 6).
 
     Args:
-        sample_ids: int64 (B, T) generated token ids.
+        sample_ids: int64 (B, T) token ids of the samples (padding may be included; it rarely matches).
         ngrams: :func:`corpus_ngrams` of the training stream with the same ``n``.
+        n: the shortest copy that counts (tokens, >= 1).
 
     Returns:
         bool array (B,).
