@@ -185,15 +185,15 @@ def train_lm(model, ids: torch.Tensor, *, epochs: int, lr: float, block: int, ba
     Raises:
         ValueError: fewer than ``block`` tokens, or ``epochs`` < 1.
     """
-    from tqdm.auto import tqdm
-
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)                            # dropout draws from the global RNG: fix it too
-        return _train_lm(model, ids, epochs, lr, block, batch_size, seed, desc, tqdm)
+        return _train_lm(model, ids, epochs, lr, block, batch_size, seed, desc)
 
 
-def _train_lm(model, ids, epochs, lr, block, batch_size, seed, desc, tqdm) -> History:
+def _train_lm(model, ids, epochs, lr, block, batch_size, seed, desc) -> History:
+    from tqdm.auto import tqdm
+
     if epochs < 1 or len(ids) < block:
         raise ValueError(f"need epochs >= 1 and at least block={block} tokens, got {epochs} epochs, {len(ids)} tokens")
     device = next(model.parameters()).device
