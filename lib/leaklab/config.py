@@ -51,8 +51,14 @@ class Profile:
             (2 queries each), and the finite-difference step (pixels, in [0, 1] units).
         mia_dataset, mia_pool, mia_image_pool: a3's dataset key, the membership pool size N
             (examples; every model trains on a random half) and the average-pooling factor.
-        mia_hidden, mia_epochs, mia_lr, mia_batch: a3's stacked-MLP width (units), epochs,
-            Adam learning rate and batch size (examples).
+        mia_model: a3's architecture for the target and the reference models: ``"mlp"`` (one ReLU
+            hidden layer of ``mia_hidden`` units) or ``"resnet_gn"`` (:class:`leaklab.models.ResNetGN`,
+            depth ``mia_depth`` = 6n + 2, ``mia_width`` channels in the first stage).
+        mia_epochs, mia_lr, mia_batch: a3's training epochs, Adam (peak) learning rate and batch size
+            (examples per step, per model with ``mia_batches="own"``).
+        mia_batches, mia_schedule, mia_augment, mia_chunk: :func:`leaklab.train.fit_stacked`'s mini-batches
+            (``"shared"`` or ``"own"``), learning-rate schedule (``"constant"`` or ``"onecycle"``), random
+            crop + flip augmentation (bool) and models per forward/backward pass (None: all at once).
         n_reference: a3's LiRA reference models M (even; each example is IN for M/2).
         ext_pool, ext_pool_views: a2's query-pool key for :func:`leaklab.pools.load_query_pool`
             and its random-affine views per image.
@@ -116,10 +122,17 @@ class Profile:
     mia_dataset: str = "mnist_subset"
     mia_pool: int = 2000
     mia_image_pool: int = 2
+    mia_model: str = "mlp"
     mia_hidden: int = 256
+    mia_depth: int = 20
+    mia_width: int = 16
     mia_epochs: int = 40
     mia_lr: float = 1e-3
     mia_batch: int = 128
+    mia_batches: str = "shared"
+    mia_schedule: str = "constant"
+    mia_augment: bool = False
+    mia_chunk: int | None = None
     n_reference: int = 16
     ext_pool: str = "digits"
     ext_pool_views: int = 3
@@ -180,8 +193,9 @@ PROFILES: dict[str, Profile] = {
         finetune_epochs=10, finetune_lr=0.01, verify_eps=0.1,
         face_pool=1, face_epochs=100, mlp_hidden=3000, mi_alpha=2000,    # the paper's MLP size, full-size faces
         fd_people=10, fd_iterations=1000,
-        mia_dataset="cifar10", mia_pool=50000, mia_image_pool=1, mia_hidden=1024, mia_epochs=60,
-        n_reference=64,
+        mia_dataset="cifar10", mia_pool=50000, mia_image_pool=1,       # LiRA's setting: each model on 25,000
+        mia_model="resnet_gn", mia_epochs=40, mia_lr=3e-3, mia_batch=256, mia_batches="own",
+        mia_schedule="onecycle", mia_augment=True, mia_chunk=8, n_reference=64,   # chunk 8: ~6.5 GiB of activations
         ext_pool="cifar100", ext_pool_views=0, ext_budgets=(1000, 5000, 10000, 25000, 50000),
         ext_adaptive_budgets=(2000, 5000), ext_steps=4000, ext_batch=128, ext_lr=0.1, ext_linear_epochs=10,
         ext_eps=8 / 255, n_transfer=1000,                # the usual CIFAR-10 L-infinity radius

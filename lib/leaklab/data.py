@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 __all__ = [
     "DatasetUnavailableError", "ImageData", "Split", "data_dir", "torchvision_split", "load_image_dataset",
     "split_dataset", "load_splits", "abstract_images", "load_faces", "split_per_person", "standardize",
+    "random_crop_flip",
 ]
 
 
@@ -195,6 +196,35 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     flat = x.flatten(1)                                                   # (N, C*H*W)
     z = (flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True).clamp_min(1e-6)
     return z.view_as(x)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """The standard CIFAR augmentation (He et al., CVPR 2016, arXiv:1512.03385, Sec. 4.2): pad each
+    image with ``padding`` zero pixels on every side, take a random crop of the original size, and
+    flip it horizontally with probability 1/2 -- drawn per image, all images in one vectorised step.
+
+    Args:
+        x: float (N, C, H, W) images, on any device.
+        generator: a CPU ``torch.Generator`` for the crop offsets and flips (reproducible).
+        padding: pixels of zero padding per side (>= 0).
+
+    Returns:
+        float (N, C, H, W), a new tensor on ``x``'s device.
+
+    Raises:
+        ValueError: ``x`` is not 4-D or ``padding`` < 0.
+    """
+    if x.dim() != 4 or padding < 0:
+        raise ValueError(f"need images (N, C, H, W) and padding >= 0, got shape {tuple(x.shape)}, padding {padding}")
+    n, _, h, w = x.shape
+    dy, dx = (torch.randint(0, 2 * padding + 1, (2, n), generator=generator)).to(x.device)   # crop offsets
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    xp = torch.nn.functional.pad(x, (padding,) * 4)                                         # (N, C, H+2p, W+2p)
+    rows = dy[:, None] + torch.arange(h, device=x.device)                                   # (N, H)
+    cols = torch.arange(w, device=x.device).expand(n, w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]                     # (N, W), mirrored if flipped
+    out = xp[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]   # (N, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 _LOADERS = {"mnist_subset": _mnist_subset, "cifar10": _cifar10}

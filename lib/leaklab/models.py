@@ -1,12 +1,13 @@
 """The architectures the course uses, in one preset table."""
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "build_model", "last_layer", "StackedMLP"]
+__all__ = ["MODELS", "build_model", "last_layer", "ResNetGN", "StackedMLP", "StackedNet", "build_stacked"]
 
 
 class SmallCNN(nn.Module):
@@ -93,6 +94,61 @@ def _resnet18(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return m
 
 
+class _BasicBlock(nn.Module):
+    """Two 3x3 convolutions with GroupNorm and a shortcut (He et al. 2016, Fig. 2)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, groups: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.norm1 = nn.GroupNorm(groups, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.GroupNorm(groups, c_out))   # projection (option B)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(self.norm2(self.conv2(h)) + self.shortcut(x))
+
+
+class ResNetGN(nn.Module):
+    """The CIFAR ResNet of He et al. ("Deep Residual Learning for Image Recognition", CVPR 2016,
+    arXiv:1512.03385, Sec. 4.2): a 3x3 stem, three stages of n basic blocks with ``width``,
+    2 ``width`` and 4 ``width`` channels (strides 1, 2, 2), global average pooling and a linear
+    layer; depth = 6n + 2 (ResNet-20: n = 3, width 16, 0.27 M parameters).
+
+    GroupNorm (Wu & He, ECCV 2018, arXiv:1803.08494) replaces BatchNorm: it has no running
+    statistics, so many copies can be trained at once with ``torch.func.vmap`` (:class:`StackedNet`),
+    and a model's output on one example never depends on the rest of its batch.
+
+    Input float32 (N, C, H, W) -> logits (N, K).
+
+    Raises:
+        ValueError: ``depth`` is not 6n + 2 with n >= 1, or ``width`` is not a multiple of ``groups``.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, depth: int = 20, width: int = 16, groups: int = 8):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth}")
+        if width % groups:
+            raise ValueError(f"width {width} must be a multiple of the GroupNorm groups ({groups})")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.GroupNorm(groups, width),
+                                  nn.ReLU())                                                     # (N, w, H, W)
+        blocks, c = [], width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            for i in range(n):
+                blocks.append(_BasicBlock(c, c_out, 2 if stage and i == 0 else 1, groups))
+                c = c_out
+        self.blocks = nn.Sequential(*blocks)                                                    # (N, 4w, H/4, W/4)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())                        # (N, 4w)
+        self.fc = nn.Linear(c, num_classes)                                                     # (N, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.blocks(self.stem(x))))
+
+
 #: key -> constructor(in_channels, num_classes, image_size, **options)
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": lambda c, k, s: SmallCNN(c, k, s),
@@ -100,6 +156,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "softmax_regression": lambda c, k, s: SoftmaxRegression(_pixels(c, s), k),
     "mlp": lambda c, k, s, hidden=3000: MLP(_pixels(c, s), k, hidden),
     "face_cnn": lambda c, k, s: FaceCNN(c, k),
+    "resnet_gn": lambda c, k, s, depth=20, width=16: ResNetGN(c, k, depth, width),
 }
 
 
@@ -108,7 +165,7 @@ def build_model(name: str, in_channels: int, num_classes: int, image_size: int |
     """Build a freshly initialised model.
 
     Args:
-        name: a key of :data:`MODELS` (``"small_cnn"``, ``"resnet18"``).
+        name: a key of :data:`MODELS` (``"small_cnn"``, ``"resnet18"``, ``"resnet_gn"``, ...).
         in_channels: image channels C. num_classes: K. image_size: H (= W) or (H, W),
             pixels (``small_cnn`` and ``resnet18`` need square images).
         seed: initialisation seed (the global torch RNG is restored afterwards).
@@ -143,7 +200,8 @@ class StackedMLP(nn.Module):
     """M independent one-hidden-layer ReLU MLPs whose weights are stacked, trained and
     evaluated together (one batched matrix product per layer instead of M small ones).
 
-    Input x (N, D) or (N, C, H, W) -> logits (M, N, K). Parameters: w1 (M, D, H), b1 (M, 1, H),
+    Input x (N, D) or (N, C, H, W) -> logits (M, N, K); ``forward(x, members=slice(a, b))`` runs
+    models a..b-1 only, and ``per_model=True`` takes one batch per model, x (m, N, ...). Parameters: w1 (M, D, H), b1 (M, 1, H),
     w2 (M, H, K), b2 (M, 1, K). Model m is exactly ``member(m)``, an ordinary MLP.
     Each model is initialised like ``nn.Linear`` (uniform in +-1/sqrt(fan_in)).
     """
@@ -164,10 +222,15 @@ class StackedMLP(nn.Module):
     def n_models(self) -> int:
         return self.w1.shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)                                                          # (N, D)
-        h = torch.relu(torch.einsum("nd,mdh->mnh", x, self.w1) + self.b1)         # (M, N, H)
-        return torch.baddbmm(self.b2, h, self.w2)                                 # (M, N, K)
+    def forward(self, x: torch.Tensor, members: slice | None = None, per_model: bool = False) -> torch.Tensor:
+        """Logits (m, N, K) of the models ``members`` (default all M) on x (N, ...) shared by all,
+        or, with ``per_model``, on x (m, N, ...) -- a separate batch for each model."""
+        w1, b1, w2, b2 = (p[members or slice(None)] for p in (self.w1, self.b1, self.w2, self.b2))
+        if per_model:
+            h = torch.relu(torch.baddbmm(b1, x.flatten(2), w1))                     # (m, N, H)
+        else:
+            h = torch.relu(torch.einsum("nd,mdh->mnh", x.flatten(1), w1) + b1)      # (m, N, H)
+        return torch.baddbmm(b2, h, w2)                                             # (m, N, K)
 
     def member(self, m: int) -> nn.Module:
         """Model ``m`` as an ordinary ``nn.Sequential`` MLP (a copy): (N, ...) -> logits (N, K)."""
@@ -180,3 +243,90 @@ class StackedMLP(nn.Module):
             mlp[3].weight.copy_(self.w2[m].T)
             mlp[3].bias.copy_(self.b2[m, 0])
         return mlp.to(self.w1.device).eval()
+
+
+class StackedNet(nn.Module):
+    """M independent copies of any course network, trained and evaluated together with
+    ``torch.func`` (``stack_module_state`` + ``functional_call`` + ``vmap``): one batched call
+    per layer instead of M small ones (a convolution with stacked weights runs as one grouped
+    convolution).
+
+    Input x (N, C, H, W), shared by all models -> logits (M, N, K); ``forward(x, members=slice(a, b))``
+    runs only models a..b-1 and returns (b - a, N, K), which bounds the activation memory
+    (:func:`leaklab.train.fit_stacked` and :func:`leaklab.train.predict_stacked` go through the
+    models ``chunk`` at a time); ``per_model=True`` takes one batch per model, x (m, N, C, H, W).
+    Model m is exactly ``member(m)``, an ordinary ``nn.Module``.
+
+    Args:
+        factory: builds one freshly initialised network; called M times in a row inside a forked
+            global RNG seeded with ``seed`` (so initialisations differ and are reproducible).
+        n_models: M (>= 1). seed: initialisation seed.
+        chunk: models per forward/backward pass in training and prediction (None: all M at once).
+
+    Raises:
+        ValueError: ``n_models`` < 1, ``chunk`` < 1, or the network has buffers (BatchNorm's running
+            statistics cannot be updated under ``vmap``; use GroupNorm, e.g. :class:`ResNetGN`).
+    """
+
+    def __init__(self, factory: Callable[[], nn.Module], n_models: int, seed: int, chunk: int | None = None):
+        super().__init__()
+        if n_models < 1 or (chunk is not None and chunk < 1):
+            raise ValueError(f"need n_models >= 1 and chunk >= 1 (or None), got {n_models} and {chunk}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            nets = [factory() for _ in range(n_models)]
+        if any(True for _ in nets[0].buffers()):
+            raise ValueError(f"{type(nets[0]).__name__} has buffers (e.g. BatchNorm running statistics), which "
+                             "vmap cannot update in training; use GroupNorm (leaklab.models.ResNetGN)")
+        params, _ = torch.func.stack_module_state(nets)                   # name -> (M, *shape)
+        self._names = list(params)
+        self.stacked = nn.ParameterList([nn.Parameter(params[n]) for n in self._names])
+        self.chunk = chunk
+        object.__setattr__(self, "_template", nets[0].to("meta"))          # structure only; not a submodule
+
+    @property
+    def n_models(self) -> int:
+        return self.stacked[0].shape[0]
+
+    def forward(self, x: torch.Tensor, members: slice | None = None, per_model: bool = False) -> torch.Tensor:
+        """Logits (m, N, K) of the models ``members`` (default all M) on x (N, C, H, W) shared by all,
+        or, with ``per_model``, on x (m, N, C, H, W) -- a separate batch for each model."""
+        params = {n: p[members or slice(None)] for n, p in zip(self._names, self.stacked)}
+
+        def one(p: dict, xb: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(self._template, p, (xb,))
+
+        return torch.func.vmap(one, in_dims=(0, 0 if per_model else None))(params, x)   # (m, N, K)
+
+    def member(self, m: int) -> nn.Module:
+        """Model ``m`` as an ordinary network (a copy, in eval mode, on the stack's device)."""
+        net = copy.deepcopy(self._template).to_empty(device=self.stacked[0].device)
+        with torch.no_grad():
+            for n, p in zip(self._names, self.stacked):
+                net.get_parameter(n).copy_(p[m])
+        return net.eval()
+
+
+def build_stacked(name: str, n_models: int, in_shape: tuple[int, int, int], num_classes: int, seed: int,
+                  chunk: int | None = None, **options) -> nn.Module:
+    """M models of one architecture, stacked for batched training (LiRA's reference models).
+
+    Args:
+        name: ``"mlp"`` (:class:`StackedMLP`, one ReLU hidden layer; option ``hidden`` in units) or a
+            key of :data:`MODELS` without buffers, e.g. ``"resnet_gn"`` (:class:`StackedNet`; options
+            as in :func:`build_model`, e.g. ``depth=20, width=16``).
+        n_models: M. in_shape: one input's (C, H, W). num_classes: K. seed: initialisation seed.
+        chunk: models per forward/backward pass (:class:`StackedNet` only; None: all at once).
+
+    Returns:
+        A module mapping x (N, C, H, W) to logits (M, N, K), on the CPU.
+
+    Raises:
+        ValueError: unknown ``name``, or an architecture with buffers (BatchNorm).
+    """
+    c, h, w = in_shape
+    if name == "mlp":
+        return StackedMLP(n_models, c * h * w, options.get("hidden", 256), num_classes, seed=seed)
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose 'mlp' or one of {sorted(MODELS)}")
+    return StackedNet(lambda: MODELS[name](c, num_classes, h if h == w else (h, w), **options), n_models, seed, chunk)

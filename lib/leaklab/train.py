@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .repro import autocast, torch_generator
 
-__all__ = ["History", "fit", "fit_stacked", "predict_stacked", "evaluate", "predict", "progress_enabled"]
+__all__ = ["History", "fit", "fit_stacked", "train_membership_models", "predict_stacked", "evaluate", "predict", "progress_enabled"]
 
 
 def progress_enabled() -> bool:
@@ -155,28 +155,65 @@ def evaluate(model: nn.Module, data: Dataset | tuple[torch.Tensor, torch.Tensor]
     return (predict(model, x).argmax(1) == torch.as_tensor(y)).float().mean().item()
 
 
+def _chunks(model: nn.Module, chunk: int | None) -> list[slice]:
+    """Slices of at most ``chunk`` models (default: the model's own ``chunk`` attribute, else all)."""
+    m = model.n_models
+    chunk = chunk or getattr(model, "chunk", None) or m
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return [slice(a, min(a + chunk, m)) for a in range(0, m, chunk)]
+
+
+def _forward(model: nn.Module, x: torch.Tensor, members: slice | None, per_model: bool = False) -> torch.Tensor:
+    if members is None and not per_model:
+        return model(x)                                  # any model mapping x to (M, N, K)
+    return model(x, members=members, per_model=per_model)
+
+
 def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, *, epochs: int,
                 lr: float = 1e-3, batch_size: int = 128, seed: int = 0, weight_decay: float = 0.0,
+                batches: str = "shared", schedule: str = "constant", chunk: int | None = None,
+                augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
                 desc: str = "train models") -> History:
-    """Train M stacked models at once, model m only on the examples with ``keep[m]``.
+    """Train M stacked models at once with Adam, model m only on the examples with ``keep[m]``.
 
-    Every step draws one mini-batch of example indices for all models; model m's loss is
-    the mean cross-entropy over the batch examples it keeps, and the M losses are summed,
-    so the models' gradients never mix (Adam's update is elementwise, so they stay
-    independent too). Used for LiRA's reference models (Carlini et al., "Membership
-    Inference Attacks From First Principles", IEEE S&P 2022, arXiv:2112.03570, Sec. IV-B).
+    Two ways to draw mini-batches:
+
+    - ``"shared"``: every step draws one mini-batch of example indices for all models; model m's
+      loss is the mean cross-entropy over the batch examples it keeps. About half of each batch is
+      masked out for each model, so a step costs twice the useful work.
+    - ``"own"``: every model draws its mini-batches from its own examples (a fresh permutation
+      each epoch; an epoch is ceil(max_m |keep[m]| / batch_size) steps, and a model with fewer
+      examples wraps around to the start of its permutation). No work is wasted.
+
+    The M losses are summed, so the models' gradients never mix (Adam's update is elementwise, so
+    they stay independent too). With ``chunk`` the models go through forward and backward
+    ``chunk`` at a time and their gradients accumulate before the one optimiser step: the same
+    update, with the activation memory of ``chunk`` models. Used for LiRA's reference models
+    (Carlini et al., "Membership Inference Attacks From First Principles", IEEE S&P 2022,
+    arXiv:2112.03570, Sec. IV-B). Forward and backward run under :func:`leaklab.repro.autocast`.
 
     Args:
-        model: maps x (N, ...) to logits (M, N, K), e.g. :class:`leaklab.models.StackedMLP`.
+        model: maps x (N, ...) to logits (M, N, K), e.g. :class:`leaklab.models.StackedMLP` or
+            :class:`leaklab.models.StackedNet`. For ``batches="own"`` or ``chunk`` < M it must accept
+            ``model(x, members=slice(a, b), per_model=...)`` -> (b - a, N, K) and have ``n_models``.
         x: inputs (N, ...); y: int64 labels (N,); keep: bool membership matrix (M, N).
-        epochs: passes over the N examples. lr: Adam learning rate. batch_size: examples per step.
-        seed: shuffling seed. weight_decay: Adam's L2 penalty.
+        epochs: passes over the data (epochs). lr: Adam's (peak) learning rate. batch_size: examples
+            per step (per model with ``"own"``). seed: shuffling (and augmentation) seed.
+        weight_decay: Adam's L2 penalty. batches: ``"shared"`` or ``"own"`` (above).
+        schedule: ``"constant"`` learning rate, or ``"onecycle"`` (warm-up over the first 15% of the
+            steps, then cosine decay; ``torch.optim.lr_scheduler.OneCycleLR``).
+        chunk: models per forward/backward pass (None: ``model.chunk`` if set, else all M).
+        augment: optional ``augment(x_batch, generator) -> x_batch`` applied to every training batch
+            of shape (B, ...), e.g. :func:`leaklab.data.random_crop_flip`.
+        desc: progress-bar label.
 
     Returns:
-        :class:`History` with the mean (over models) training loss per epoch.
+        :class:`History` with the mean (over models) training loss per epoch (nats).
 
     Raises:
-        ValueError: ``keep`` is not (M, N) bool matching the model and the data.
+        ValueError: ``keep`` is not (M, N) bool matching the data; ``epochs`` < 1; an unknown
+            ``batches`` or ``schedule``; with ``"own"``, a model that keeps no example.
     """
     from tqdm.auto import tqdm
 
@@ -186,36 +223,123 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
         raise ValueError(f"keep must be a bool (M, N={n}) matrix, got {keep.dtype} {tuple(keep.shape)}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batches not in ("shared", "own"):
+        raise ValueError(f"batches must be 'shared' or 'own', got {batches!r}")
+    if schedule not in ("constant", "onecycle"):
+        raise ValueError(f"schedule must be 'constant' or 'onecycle', got {schedule!r}")
+    m_all = keep.shape[0]
+    rows = [torch.nonzero(k).flatten() for k in keep] if batches == "own" else []
+    if any(len(r) == 0 for r in rows):
+        raise ValueError("with batches='own' every model must keep at least one example; "
+                         f"models {[i for i, r in enumerate(rows) if len(r) == 0]} keep none")
     x, y, k_all = x.to(device), y.to(device), keep.to(device).float()              # k_all: (M, N)
+    parts = _chunks(model, chunk) if chunk or getattr(model, "chunk", None) else [None]
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = -(-(max(len(r) for r in rows) if rows else n) // batch_size)           # steps per epoch
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps,
+                                                 pct_start=0.15, cycle_momentum=False)
+             if schedule == "onecycle" else None)
     g = torch_generator(seed)
+    aug_gen = torch_generator(seed + 1)
     hist = History()
+
+    def step_batches():
+        if batches == "shared":
+            for idx in torch.randperm(n, generator=g).split(batch_size):
+                idx = idx.to(device)
+                yield idx, k_all[:, idx]                                            # (B,), (M, B) mask
+        else:
+            perms = [r[torch.randperm(len(r), generator=g)] for r in rows]
+            offsets = torch.arange(batch_size)
+            for s in range(steps):
+                idx = torch.stack([p[(s * batch_size + offsets) % len(p)] for p in perms])
+                yield idx.to(device), None                                          # (M, B), no mask
+
     model.train()
     for _ in tqdm(range(epochs), desc=desc, disable=not progress_enabled(), leave=False):
-        total = 0.0
-        for idx in torch.randperm(n, generator=g).split(batch_size):
-            idx = idx.to(device)
-            logits = model(x[idx])                                                  # (M, B, K)
-            m = logits.shape[0]
-            ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[idx].repeat(m),
-                                             reduction="none").view(m, -1)          # (M, B)
-            k = k_all[:, idx]                                                       # (M, B)
-            loss = ((ce * k).sum(1) / k.sum(1).clamp_min(1)).sum()                  # sum over models
+        total, count = 0.0, 0
+        for idx, mask in step_batches():
+            xb, yb = x[idx], y[idx]                                      # (B, ...) / (M, B, ...), (B,) / (M, B)
+            if augment is not None:
+                xb = augment(xb.flatten(0, idx.dim() - 1), aug_gen).view_as(xb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum = 0.0
+            for members in parts:
+                sel = members or slice(None)
+                with autocast(device):
+                    logits = _forward(model, xb[sel] if mask is None else xb, members, per_model=mask is None)
+                m, b, kk = logits.shape                                           # (m, B, K)
+                labels = yb[sel].reshape(-1) if mask is None else yb.repeat(m)
+                ce = nn.functional.cross_entropy(logits.reshape(-1, kk).float(), labels,
+                                                 reduction="none").view(m, b)      # (m, B)
+                if mask is None:
+                    loss = ce.mean(1).sum()                                         # sum over models
+                else:
+                    kb = mask[sel]
+                    loss = ((ce * kb).sum(1) / kb.sum(1).clamp_min(1)).sum()
+                loss.backward()                                                     # gradients accumulate
+                loss_sum += loss.item()
             opt.step()
-            total += loss.item() / m * len(idx)
-        hist.loss.append(total / n)
+            if sched is not None:
+                sched.step()
+            total += loss_sum / m_all * idx.shape[-1]
+            count += idx.shape[-1]
+        hist.loss.append(total / count)
     model.eval()
     return hist
 
 
-@torch.no_grad()
-def predict_stacked(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits of M stacked models on ``x`` in batches (memory stays O(M * batch_size)).
+def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, *, seed: int,
+                            device: torch.device | str = "cpu", epochs: int | None = None,
+                            weight_decay: float = 0.0) -> tuple[nn.Module, History]:
+    """Build and train a3's models -- the target and LiRA's reference models -- as one stack,
+    with the profile's architecture and recipe.
+
+    ``ci``: :class:`leaklab.models.StackedMLP` (``mia_hidden`` ReLU units), Adam at a constant
+    learning rate, shared batches. ``full``: :class:`leaklab.models.StackedNet` of
+    :class:`leaklab.models.ResNetGN` (ResNet-20 with GroupNorm), each model on its own batches,
+    one-cycle learning rate, random crop + flip (:func:`leaklab.data.random_crop_flip`), trained
+    ``mia_chunk`` models at a time. Exactly ``build_stacked`` + :func:`fit_stacked` with those settings.
 
     Args:
-        model: maps (B, ...) to logits (M, B, K). x: inputs (N, ...).
+        profile: a :class:`leaklab.config.Profile` (fields ``mia_*``).
+        x: float (N, C, H, W) pool images. y: int64 (N,) labels in [0, 10). keep: bool (M, N),
+            row m = model m's training set (row 0 is the target in the notebook).
+        seed: initialisation, shuffling and augmentation seed. device: where to train.
+        epochs: overrides ``profile.mia_epochs`` (e.g. early stopping as a defence).
+        weight_decay: Adam's L2 penalty (a defence; 0 by default).
+
+    Returns:
+        (models, history): the trained stack in eval mode on ``device``, mapping (N, C, H, W) to
+        logits (M, N, K) (use :func:`predict_stacked`), and its :class:`History`.
+
+    Raises:
+        ValueError: from :func:`leaklab.models.build_stacked` (unknown ``mia_model``) or
+            :func:`fit_stacked` (a bad ``keep``).
+    """
+    from .data import random_crop_flip
+    from .models import build_stacked
+
+    options = ({"hidden": profile.mia_hidden} if profile.mia_model == "mlp"
+               else {"depth": profile.mia_depth, "width": profile.mia_width})
+    models = build_stacked(profile.mia_model, keep.shape[0], tuple(x.shape[1:]), 10, seed=seed,
+                           chunk=profile.mia_chunk, **options).to(device)
+    hist = fit_stacked(models, x, y, keep, epochs=profile.mia_epochs if epochs is None else epochs,
+                       lr=profile.mia_lr, batch_size=profile.mia_batch, seed=seed, weight_decay=weight_decay,
+                       batches=profile.mia_batches, schedule=profile.mia_schedule,
+                       augment=random_crop_flip if profile.mia_augment else None)
+    return models, hist
+
+
+@torch.no_grad()
+def predict_stacked(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, chunk: int | None = None) -> torch.Tensor:
+    """Logits of M stacked models on ``x`` in batches (memory stays O(chunk * batch_size)).
+
+    Args:
+        model: maps (B, ...) to logits (M, B, K); with ``chunk`` < M it must accept
+            ``model(x, members=slice(a, b))``. x: inputs (N, ...).
+        batch_size: examples per forward pass. chunk: models per forward pass (None: ``model.chunk``
+            if set, else all M).
 
     Returns:
         float32 logits (M, N, K) on the CPU.
@@ -223,6 +347,10 @@ def predict_stacked(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -
     was_training = model.training
     model.eval()
     device = _device_of(model)
-    out = torch.cat([model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)], dim=1)
+    parts = _chunks(model, chunk) if chunk or getattr(model, "chunk", None) else [None]
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device)                 # full precision: LiRA reads small logit differences
+        out.append(torch.cat([_forward(model, xb, p).float().cpu() for p in parts]))
     model.train(was_training)
-    return out
+    return torch.cat(out, dim=1)
