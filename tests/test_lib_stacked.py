@@ -77,8 +77,8 @@ def _images(n=48, k=4, seed=0, size=8):
     return torch.rand(n, 3, size, size, generator=g), torch.randint(0, k, (n,), generator=g)
 
 
-def _resnets(m=3, chunk=None, seed=0):
-    return build_stacked("resnet_gn", m, (3, 8, 8), 4, seed=seed, chunk=chunk, depth=8, width=8)
+def _resnets(m=3, chunk=None, seed=0, vectorize=True):
+    return build_stacked("resnet_gn", m, (3, 8, 8), 4, seed=seed, chunk=chunk, vectorize=vectorize, depth=8, width=8)
 
 
 def test_resnet_gn_is_the_cifar_resnet():
@@ -90,8 +90,9 @@ def test_resnet_gn_is_the_cifar_resnet():
         ResNetGN(3, 10, width=12)
 
 
-def test_stacked_net_members_are_the_same_functions_shared_and_per_model_inputs():
-    m = _resnets()
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_stacked_net_members_are_the_same_functions_shared_and_per_model_inputs(vectorize):
+    m = _resnets(vectorize=vectorize)
     x, _ = _images(6)
     out = m(x)
     assert out.shape == (3, 6, 4)
@@ -115,13 +116,13 @@ def test_training_in_chunks_is_the_same_update(batches):
     x, y = _images()
     keep = torch.rand(3, 48, generator=torch.Generator().manual_seed(1)) < 0.5
     outs = []
-    for chunk in (None, 1, 2):
-        m = _resnets(chunk=chunk)
+    for chunk, vectorize in ((None, True), (1, True), (2, True), (2, False)):
+        m = _resnets(chunk=chunk, vectorize=vectorize)
         fit_stacked(m, x, y, keep, epochs=2, lr=3e-3, batch_size=8, seed=1, batches=batches, schedule="onecycle",
                     augment=random_crop_flip)
         outs.append(predict_stacked(m, x))
-    assert torch.allclose(outs[0], outs[1], atol=1e-4) and torch.allclose(outs[0], outs[2], atol=1e-4)
-    assert torch.allclose(predict_stacked(m, x, batch_size=5, chunk=1), outs[2], atol=1e-5)
+    assert all(torch.allclose(outs[0], o, atol=1e-4) for o in outs[1:])
+    assert torch.allclose(predict_stacked(m, x, batch_size=5, chunk=1), outs[3], atol=1e-5)
 
 
 @pytest.mark.parametrize("batches", ["shared", "own"])

@@ -59,6 +59,8 @@ class Profile:
         mia_batches, mia_schedule, mia_augment, mia_chunk: :func:`leaklab.train.fit_stacked`'s mini-batches
             (``"shared"`` or ``"own"``), learning-rate schedule (``"constant"`` or ``"onecycle"``), random
             crop + flip augmentation (bool) and models per forward/backward pass (None: all at once).
+        mia_vectorize: a ResNet stack runs each pass's models as one ``vmap`` call (True) or one after
+            another (False); see :class:`leaklab.models.StackedNet`.
         n_reference: a3's LiRA reference models M (even; each example is IN for M/2).
         ext_pool, ext_pool_views: a2's query-pool key for :func:`leaklab.pools.load_query_pool`
             and its random-affine views per image.
@@ -133,6 +135,7 @@ class Profile:
     mia_schedule: str = "constant"
     mia_augment: bool = False
     mia_chunk: int | None = None
+    mia_vectorize: bool = True
     n_reference: int = 16
     ext_pool: str = "digits"
     ext_pool_views: int = 3

@@ -262,13 +262,17 @@ class StackedNet(nn.Module):
             global RNG seeded with ``seed`` (so initialisations differ and are reproducible).
         n_models: M (>= 1). seed: initialisation seed.
         chunk: models per forward/backward pass in training and prediction (None: all M at once).
+        vectorize: True runs the models of a pass as one ``vmap`` call (grouped convolutions); False
+            calls them one after another (the same function and gradients; faster where grouped
+            convolutions are slow, e.g. on CPUs -- ``tests/benchmarks/bench_stacked.py`` compares).
 
     Raises:
         ValueError: ``n_models`` < 1, ``chunk`` < 1, or the network has buffers (BatchNorm's running
             statistics cannot be updated under ``vmap``; use GroupNorm, e.g. :class:`ResNetGN`).
     """
 
-    def __init__(self, factory: Callable[[], nn.Module], n_models: int, seed: int, chunk: int | None = None):
+    def __init__(self, factory: Callable[[], nn.Module], n_models: int, seed: int, chunk: int | None = None,
+                 vectorize: bool = True):
         super().__init__()
         if n_models < 1 or (chunk is not None and chunk < 1):
             raise ValueError(f"need n_models >= 1 and chunk >= 1 (or None), got {n_models} and {chunk}")
@@ -282,6 +286,7 @@ class StackedNet(nn.Module):
         self._names = list(params)
         self.stacked = nn.ParameterList([nn.Parameter(params[n]) for n in self._names])
         self.chunk = chunk
+        self.vectorize = vectorize
         object.__setattr__(self, "_template", nets[0].to("meta"))          # structure only; not a submodule
 
     @property
@@ -296,7 +301,10 @@ class StackedNet(nn.Module):
         def one(p: dict, xb: torch.Tensor) -> torch.Tensor:
             return torch.func.functional_call(self._template, p, (xb,))
 
-        return torch.func.vmap(one, in_dims=(0, 0 if per_model else None))(params, x)   # (m, N, K)
+        if self.vectorize:
+            return torch.func.vmap(one, in_dims=(0, 0 if per_model else None))(params, x)   # (m, N, K)
+        m = next(iter(params.values())).shape[0]
+        return torch.stack([one({n: p[i] for n, p in params.items()}, x[i] if per_model else x) for i in range(m)])
 
     def member(self, m: int) -> nn.Module:
         """Model ``m`` as an ordinary network (a copy, in eval mode, on the stack's device)."""
@@ -308,7 +316,7 @@ class StackedNet(nn.Module):
 
 
 def build_stacked(name: str, n_models: int, in_shape: tuple[int, int, int], num_classes: int, seed: int,
-                  chunk: int | None = None, **options) -> nn.Module:
+                  chunk: int | None = None, vectorize: bool = True, **options) -> nn.Module:
     """M models of one architecture, stacked for batched training (LiRA's reference models).
 
     Args:
@@ -316,7 +324,8 @@ def build_stacked(name: str, n_models: int, in_shape: tuple[int, int, int], num_
             key of :data:`MODELS` without buffers, e.g. ``"resnet_gn"`` (:class:`StackedNet`; options
             as in :func:`build_model`, e.g. ``depth=20, width=16``).
         n_models: M. in_shape: one input's (C, H, W). num_classes: K. seed: initialisation seed.
-        chunk: models per forward/backward pass (:class:`StackedNet` only; None: all at once).
+        chunk, vectorize: models per forward/backward pass (None: all at once) and whether they run as
+            one ``vmap`` call (:class:`StackedNet` only).
 
     Returns:
         A module mapping x (N, C, H, W) to logits (M, N, K), on the CPU.
@@ -329,4 +338,5 @@ def build_stacked(name: str, n_models: int, in_shape: tuple[int, int, int], num_
         return StackedMLP(n_models, c * h * w, options.get("hidden", 256), num_classes, seed=seed)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose 'mlp' or one of {sorted(MODELS)}")
-    return StackedNet(lambda: MODELS[name](c, num_classes, h if h == w else (h, w), **options), n_models, seed, chunk)
+    return StackedNet(lambda: MODELS[name](c, num_classes, h if h == w else (h, w), **options), n_models, seed, chunk,
+                      vectorize)

@@ -299,7 +299,7 @@ def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: tor
     learning rate, shared batches. ``full``: :class:`leaklab.models.StackedNet` of
     :class:`leaklab.models.ResNetGN` (ResNet-20 with GroupNorm), each model on its own batches,
     one-cycle learning rate, random crop + flip (:func:`leaklab.data.random_crop_flip`), trained
-    ``mia_chunk`` models at a time. Exactly ``build_stacked`` + :func:`fit_stacked` with those settings.
+    ``mia_chunk`` models at a time (as one ``vmap`` call unless ``mia_vectorize`` is False). Exactly ``build_stacked`` + :func:`fit_stacked` with those settings.
 
     Args:
         profile: a :class:`leaklab.config.Profile` (fields ``mia_*``).
@@ -322,6 +322,8 @@ def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: tor
 
     options = ({"hidden": profile.mia_hidden} if profile.mia_model == "mlp"
                else {"depth": profile.mia_depth, "width": profile.mia_width})
+    if profile.mia_model != "mlp":
+        options["vectorize"] = profile.mia_vectorize
     models = build_stacked(profile.mia_model, keep.shape[0], tuple(x.shape[1:]), 10, seed=seed,
                            chunk=profile.mia_chunk, **options).to(device)
     hist = fit_stacked(models, x, y, keep, epochs=profile.mia_epochs if epochs is None else epochs,

@@ -1,49 +1,131 @@
-"""Benchmark: reference models per minute, batched (stacked weights) vs one at a time.
+"""Benchmark: a3's reference models per minute, batched (one stack) vs one at a time; memory.
 
-    python tests/benchmarks/bench_stacked.py [N_MODELS]
+    python tests/benchmarks/bench_stacked.py [--profile ci|full] [--models M] [--pool N] [--epochs E]
 
-Trains the a3 `ci` configuration (MLP on 14x14 MNIST digits, a pool of 2,000, each model
-on its half, the profile's epochs) for N_MODELS models (default: the profile's reference
-models + the target) in one StackedMLP, then the same models one at a time (StackedMLP of
-one model, same optimiser and batches), and prints wall time and models per minute.
+Trains the profile's a3 recipe (:func:`leaklab.train.train_membership_models`: the architecture,
+batches, schedule, augmentation and model chunks of ``mia_*``) for M models (default: the
+profile's reference models + the target), each on a random half of a pool of N, first as one
+stack, then one model at a time (a stack of one, same recipe), and prints wall time, models per
+minute and the speed-up. ``ci`` uses the real MNIST pool; ``full`` uses CIFAR-10 when it is on
+disk and otherwise random CIFAR-shaped tensors (the cost of a step does not depend on the pixel
+values; accuracy is not measured here). On a CPU pass a small ``--models/--pool/--epochs`` for
+``full``; on a GPU the defaults time the real configuration and ``--epochs`` just shortens the
+run: the full run's time is extrapolated per epoch.
+
+Memory: prints the parameters' memory (weights, gradients and Adam's two moments), the activation
+memory autograd keeps for one forward/backward pass of one chunk (measured on the CPU with
+``torch.autograd.graph.saved_tensors_hooks``, float32) and, on a GPU, the measured peak.
 """
 from __future__ import annotations
 
-import os
-import sys
+import argparse
 import time
 
 import torch
 from torch import nn
 
 from leaklab import get_profile
-from leaklab.data import load_image_dataset
-from leaklab.models import StackedMLP
-from leaklab.train import fit_stacked
+from leaklab.data import DatasetUnavailableError, load_image_dataset
+from leaklab.models import build_stacked
+from leaklab.train import train_membership_models
 
 
-def main(n_models: int | None) -> None:
-    p = get_profile(os.environ.get("LEAKLAB_PROFILE") or "ci")
-    n_models = n_models or p.n_reference + 1
-    d = load_image_dataset(p.mia_dataset)
-    g = torch.Generator().manual_seed(0)
-    o = torch.randperm(len(d.y), generator=g)[:p.mia_pool]
-    x, y = nn.functional.avg_pool2d(d.x[o], p.mia_image_pool), d.y[o]
-    keep = torch.rand(n_models, len(y), generator=g) < 0.5
-    args = dict(epochs=p.mia_epochs, lr=p.mia_lr, batch_size=p.mia_batch, seed=0)
-    print(f"profile {p.name}: {n_models} models, pool {len(y)}, {x[0].numel()} inputs, {p.mia_hidden} hidden, "
-          f"{p.mia_epochs} epochs, {torch.get_num_threads()} threads")
-    t = time.perf_counter()
-    fit_stacked(StackedMLP(n_models, x[0].numel(), p.mia_hidden, 10, seed=0), x, y, keep, **args)
-    batched = time.perf_counter() - t
-    t = time.perf_counter()
-    for m in range(n_models):
-        fit_stacked(StackedMLP(1, x[0].numel(), p.mia_hidden, 10, seed=m), x, y, keep[m:m + 1], **args)
-    sequential = time.perf_counter() - t
-    print(f"batched:    {batched:7.1f} s  {60 * n_models / batched:7.1f} models/minute")
-    print(f"sequential: {sequential:7.1f} s  {60 * n_models / sequential:7.1f} models/minute")
-    print(f"speed-up:   {sequential / batched:.1f}x")
+def pool(p, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
+    try:
+        d = load_image_dataset(p.mia_dataset)
+        o = torch.randperm(len(d.y), generator=torch.Generator().manual_seed(0))[:n]
+        return nn.functional.avg_pool2d(d.x[o], p.mia_image_pool), d.y[o], p.mia_dataset
+    except DatasetUnavailableError:
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g), "random CIFAR-shaped"
+
+
+def saved_activation_bytes(p, in_shape, chunk: int, batch: int) -> int:
+    """Bytes autograd saves for backward in one forward pass of ``chunk`` models on ``batch`` examples each."""
+    options = {"hidden": p.mia_hidden} if p.mia_model == "mlp" else {"depth": p.mia_depth, "width": p.mia_width}
+    probe_batch = min(batch, 8)
+    if p.mia_model != "mlp":
+        options["vectorize"] = p.mia_vectorize
+    m = build_stacked(p.mia_model, chunk, in_shape, 10, seed=0, **options)
+    seen, total = set(), 0
+
+    def pack(t):
+        nonlocal total
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+        return t
+
+    x = torch.rand(chunk, probe_batch, *in_shape)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        if p.mia_batches == "own":
+            m(x, per_model=True)
+        else:
+            m(x[0])
+    return total * batch // probe_batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="ci")
+    ap.add_argument("--models", type=int, help="models in the stack (default: reference models + target)")
+    ap.add_argument("--pool", type=int, help="pool size N (default: the profile's)")
+    ap.add_argument("--epochs", type=int, help="epochs to time (default: the profile's)")
+    ap.add_argument("--skip-sequential", action="store_true", help="time the stack only")
+    ap.add_argument("--loop", action="store_true", help="ResNet stacks: run a pass's models one after another, "
+                    "not as one vmap call (mia_vectorize=False)")
+    args = ap.parse_args()
+    p = get_profile(args.profile)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    n_models = args.models or p.n_reference + 1
+    x, y, source = pool(p, args.pool or p.mia_pool, device)
+    epochs = args.epochs or p.mia_epochs
+    if args.loop:
+        p = p.replace(mia_vectorize=False)
+    run = p.replace(mia_epochs=epochs)
+    keep = torch.rand(n_models, len(y), generator=torch.Generator().manual_seed(1)) < 0.5
+    arch = f"MLP ({p.mia_hidden} units)" if p.mia_model == "mlp" else f"ResNet-{p.mia_depth} GN (width {p.mia_width})"
+    print(f"profile {p.name}: {n_models} x {arch}, pool {len(y)} ({source}, {tuple(x.shape[1:])}), {epochs} of "
+          f"{p.mia_epochs} epochs, batch {p.mia_batch} ({p.mia_batches}), chunk {p.mia_chunk}"
+          f"{'' if p.mia_model == 'mlp' else ' vmap' if p.mia_vectorize else ' loop'}, augment {p.mia_augment}, "
+          f"{device.type}" + (f" {torch.cuda.get_device_name()}" if device.type == "cuda" else
+                              f" {torch.get_num_threads()} threads"))
+
+    models = build_stacked(p.mia_model, 1, tuple(x.shape[1:]), 10, seed=0,
+                           **({"hidden": p.mia_hidden} if p.mia_model == "mlp" else {"depth": p.mia_depth, "width": p.mia_width}))
+    per_model_params = sum(t.numel() for t in models.parameters())
+    param_gib = 4 * per_model_params * 4 * n_models / 2**30
+    chunk = p.mia_chunk or n_models
+    act_gib = saved_activation_bytes(p, tuple(x.shape[1:]), min(chunk, n_models), p.mia_batch) / 2**30
+    data_gib = x.numel() * 4 / 2**30
+    print(f"memory: {per_model_params:,} parameters per model; weights+gradients+Adam {param_gib:.2f} GiB, "
+          f"pool on the device {data_gib:.2f} GiB, saved activations per chunk of {min(chunk, n_models)} "
+          f"{act_gib:.2f} GiB (float32) -> estimated peak {param_gib + data_gib + act_gib:.2f} GiB")
+
+    def timed(fn):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    batched = timed(lambda: train_membership_models(run, x, y, keep, seed=0, device=device))
+    if device.type == "cuda":
+        print(f"measured peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    scale = p.mia_epochs / epochs
+    print(f"batched:    {batched:8.1f} s  {60 * n_models / batched:8.1f} models/minute"
+          + (f"  (whole {p.mia_epochs}-epoch run: ~{batched * scale / 60:.1f} min)" if scale != 1 else ""))
+    if not args.skip_sequential:
+        sequential = sum(timed(lambda m=m: train_membership_models(run, x, y, keep[m:m + 1], seed=m, device=device))
+                         for m in range(n_models))
+        print(f"sequential: {sequential:8.1f} s  {60 * n_models / sequential:8.1f} models/minute")
+        print(f"speed-up:   {sequential / batched:.1f}x")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    main()
