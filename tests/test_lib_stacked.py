@@ -82,7 +82,7 @@ def _resnets(m=3, chunk=None, seed=0, vectorize=True):
 
 
 def test_resnet_gn_is_the_cifar_resnet():
-    assert sum(p.numel() for p in ResNetGN(3, 10).parameters()) == 272_474      # ResNet-20: 0.27 M (He et al., Table 6)
+    assert sum(p.numel() for p in ResNetGN(3, 10).parameters()) == 272_474      # ResNet-20 with option-B projections
     assert ResNetGN(3, 10, depth=8)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="6n"):
         ResNetGN(3, 10, depth=21)
@@ -141,6 +141,12 @@ def test_a_model_is_unaffected_by_what_only_other_models_train_on(batches):
 
 def test_own_batches_reject_a_model_without_examples_and_unknown_options():
     x, y = _images()
+    with pytest.raises(ValueError, match="one row"):
+        fit_stacked(StackedMLP(3, 192, 8, 4, seed=0), x, y, torch.ones(1, 48, dtype=torch.bool), epochs=1)
+    with pytest.raises(ValueError, match="chunk"):
+        fit_stacked(StackedMLP(3, 192, 8, 4, seed=0), x, y, torch.ones(3, 48, dtype=torch.bool), epochs=1, chunk=0)
+    with pytest.raises(ValueError, match="labels"):
+        train_membership_models(get_profile("ci"), x, y + 10, torch.ones(3, 48, dtype=torch.bool), seed=0)
     keep = torch.ones(2, 48, dtype=torch.bool)
     keep[1] = False
     with pytest.raises(ValueError, match="keep at least one"):

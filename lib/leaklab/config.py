@@ -198,7 +198,7 @@ PROFILES: dict[str, Profile] = {
         fd_people=10, fd_iterations=1000,
         mia_dataset="cifar10", mia_pool=50000, mia_image_pool=1,       # LiRA's setting: each model on 25,000
         mia_model="resnet_gn", mia_epochs=40, mia_lr=3e-3, mia_batch=256, mia_batches="own",
-        mia_schedule="onecycle", mia_augment=True, mia_chunk=8, n_reference=64,   # chunk 8: ~6.5 GiB of activations
+        mia_schedule="onecycle", mia_augment=True, mia_chunk=5, n_reference=64,   # 13 chunks of 5: ~4 GiB of activations
         ext_pool="cifar100", ext_pool_views=0, ext_budgets=(1000, 5000, 10000, 25000, 50000),
         ext_adaptive_budgets=(2000, 5000), ext_steps=4000, ext_batch=128, ext_lr=0.1, ext_linear_epochs=10,
         ext_eps=8 / 255, n_transfer=1000,                # the usual CIFAR-10 L-infinity radius

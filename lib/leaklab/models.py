@@ -115,9 +115,10 @@ class ResNetGN(nn.Module):
     """The CIFAR ResNet of He et al. ("Deep Residual Learning for Image Recognition", CVPR 2016,
     arXiv:1512.03385, Sec. 4.2): a 3x3 stem, three stages of n basic blocks with ``width``,
     2 ``width`` and 4 ``width`` channels (strides 1, 2, 2), global average pooling and a linear
-    layer; depth = 6n + 2 (ResNet-20: n = 3, width 16, 0.27 M parameters).
-
-    GroupNorm (Wu & He, ECCV 2018, arXiv:1803.08494) replaces BatchNorm: it has no running
+    layer; depth = 6n + 2 (ResNet-20: n = 3, width 16). Two departures from the paper. Where a block
+    changes width it uses a 1x1 projection shortcut (the paper's option B; its CIFAR nets use the
+    parameter-free option A), which adds 2,752 parameters: 272,474 for ResNet-20 (Table 6: 0.27 M).
+    And GroupNorm (Wu & He, ECCV 2018, arXiv:1803.08494) replaces BatchNorm: it has no running
     statistics, so many copies can be trained at once with ``torch.func.vmap`` (:class:`StackedNet`),
     and a model's output on one example never depends on the rest of its batch.
 
@@ -258,8 +259,9 @@ class StackedNet(nn.Module):
     Model m is exactly ``member(m)``, an ordinary ``nn.Module``.
 
     Args:
-        factory: builds one freshly initialised network; called M times in a row inside a forked
-            global RNG seeded with ``seed`` (so initialisations differ and are reproducible).
+        factory: builds one freshly initialised network without buffers or random layers (no
+            BatchNorm, no dropout); called M times in a row inside a forked global RNG seeded with
+            ``seed`` (so initialisations differ and are reproducible).
         n_models: M (>= 1). seed: initialisation seed.
         chunk: models per forward/backward pass in training and prediction (None: all M at once).
         vectorize: True runs the models of a pass as one ``vmap`` call (grouped convolutions); False
@@ -292,6 +294,11 @@ class StackedNet(nn.Module):
     @property
     def n_models(self) -> int:
         return self.stacked[0].shape[0]
+
+    def train(self, mode: bool = True) -> "StackedNet":
+        super().train(mode)
+        self._template.train(mode)                                          # the structure runs in this mode
+        return self
 
     def forward(self, x: torch.Tensor, members: slice | None = None, per_model: bool = False) -> torch.Tensor:
         """Logits (m, N, K) of the models ``members`` (default all M) on x (N, C, H, W) shared by all,

@@ -67,12 +67,14 @@ def get_device(kind: Literal["auto", "cpu", "cuda"] | str = "auto") -> torch.dev
 
 @contextlib.contextmanager
 def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
-    """Mixed precision: bfloat16 autocast on CUDA GPUs that support it; a no-op elsewhere.
+    """Mixed precision: bfloat16 autocast on CUDA GPUs with native bfloat16 (compute capability
+    8.0 and up: A100, L4, H100, ...); a no-op elsewhere.
 
-    The only place the course turns on reduced precision. GPUs without bfloat16
-    (a T4) run in float32, which needs no loss scaling.
+    The only place the course turns on reduced precision. GPUs without native bfloat16
+    (a T4, 7.5) run in float32, which needs no loss scaling -- not in emulated bfloat16, which
+    ``torch.cuda.is_bf16_supported()`` would report as supported.
     """
-    if not enabled or device.type != "cuda" or not torch.cuda.is_bf16_supported():
+    if not enabled or device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 0):
         yield
         return
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16):

@@ -158,7 +158,7 @@ def evaluate(model: nn.Module, data: Dataset | tuple[torch.Tensor, torch.Tensor]
 def _chunks(model: nn.Module, chunk: int | None) -> list[slice]:
     """Slices of at most ``chunk`` models (default: the model's own ``chunk`` attribute, else all)."""
     m = model.n_models
-    chunk = chunk or getattr(model, "chunk", None) or m
+    chunk = chunk if chunk is not None else getattr(model, "chunk", None) or m
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     return [slice(a, min(a + chunk, m)) for a in range(0, m, chunk)]
@@ -183,15 +183,16 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
       loss is the mean cross-entropy over the batch examples it keeps. About half of each batch is
       masked out for each model, so a step costs twice the useful work.
     - ``"own"``: every model draws its mini-batches from its own examples (a fresh permutation
-      each epoch; an epoch is ceil(max_m |keep[m]| / batch_size) steps, and a model with fewer
-      examples wraps around to the start of its permutation). No work is wasted.
+      each epoch; an epoch is ceil(max_m |keep[m]| / batch_size) full batches, so each model
+      wraps around to the start of its permutation in its last step(s) and sees a few of its
+      examples twice per epoch). No work is wasted on masked examples.
 
     The M losses are summed, so the models' gradients never mix (Adam's update is elementwise, so
     they stay independent too). With ``chunk`` the models go through forward and backward
     ``chunk`` at a time and their gradients accumulate before the one optimiser step: the same
     update, with the activation memory of ``chunk`` models. Used for LiRA's reference models
     (Carlini et al., "Membership Inference Attacks From First Principles", IEEE S&P 2022,
-    arXiv:2112.03570, Sec. IV-B). Forward and backward run under :func:`leaklab.repro.autocast`.
+    arXiv:2112.03570, Sec. IV-B). The forward pass runs under :func:`leaklab.repro.autocast`.
 
     Args:
         model: maps x (N, ...) to logits (M, N, K), e.g. :class:`leaklab.models.StackedMLP` or
@@ -212,8 +213,9 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
         :class:`History` with the mean (over models) training loss per epoch (nats).
 
     Raises:
-        ValueError: ``keep`` is not (M, N) bool matching the data; ``epochs`` < 1; an unknown
-            ``batches`` or ``schedule``; with ``"own"``, a model that keeps no example.
+        ValueError: ``keep`` is not (M, N) bool matching the model's M and the data's N; ``epochs``
+            < 1; ``chunk`` < 1; an unknown ``batches`` or ``schedule``; with ``"own"``, a model that
+            keeps no example.
     """
     from tqdm.auto import tqdm
 
@@ -221,6 +223,9 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
     n = len(y)
     if keep.dtype != torch.bool or keep.dim() != 2 or keep.shape[1] != n:
         raise ValueError(f"keep must be a bool (M, N={n}) matrix, got {keep.dtype} {tuple(keep.shape)}")
+    if keep.shape[0] != getattr(model, "n_models", keep.shape[0]):
+        raise ValueError(f"keep has {keep.shape[0]} rows but the stack has {model.n_models} models: "
+                         "one row (training set) per model")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batches not in ("shared", "own"):
@@ -233,7 +238,7 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
         raise ValueError("with batches='own' every model must keep at least one example; "
                          f"models {[i for i, r in enumerate(rows) if len(r) == 0]} keep none")
     x, y, k_all = x.to(device), y.to(device), keep.to(device).float()              # k_all: (M, N)
-    parts = _chunks(model, chunk) if chunk or getattr(model, "chunk", None) else [None]
+    parts = _chunks(model, chunk) if chunk is not None or getattr(model, "chunk", None) else [None]
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = -(-(max(len(r) for r in rows) if rows else n) // batch_size)           # steps per epoch
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps,
@@ -263,7 +268,7 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
             if augment is not None:
                 xb = augment(xb.flatten(0, idx.dim() - 1), aug_gen).view_as(xb)
             opt.zero_grad(set_to_none=True)
-            loss_sum = 0.0
+            loss_sum = torch.zeros((), device=device)
             for members in parts:
                 sel = members or slice(None)
                 with autocast(device):
@@ -278,11 +283,11 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
                     kb = mask[sel]
                     loss = ((ce * kb).sum(1) / kb.sum(1).clamp_min(1)).sum()
                 loss.backward()                                                     # gradients accumulate
-                loss_sum += loss.item()
+                loss_sum += loss.detach()
             opt.step()
             if sched is not None:
                 sched.step()
-            total += loss_sum / m_all * idx.shape[-1]
+            total += loss_sum.item() / m_all * idx.shape[-1]                       # one sync per step
             count += idx.shape[-1]
         hist.loss.append(total / count)
     model.eval()
@@ -291,7 +296,7 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
 
 def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, *, seed: int,
                             device: torch.device | str = "cpu", epochs: int | None = None,
-                            weight_decay: float = 0.0) -> tuple[nn.Module, History]:
+                            weight_decay: float = 0.0, num_classes: int = 10) -> tuple[nn.Module, History]:
     """Build and train a3's models -- the target and LiRA's reference models -- as one stack,
     with the profile's architecture and recipe.
 
@@ -303,28 +308,31 @@ def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: tor
 
     Args:
         profile: a :class:`leaklab.config.Profile` (fields ``mia_*``).
-        x: float (N, C, H, W) pool images. y: int64 (N,) labels in [0, 10). keep: bool (M, N),
+        x: float (N, C, H, W) pool images. y: int64 (N,) labels in [0, num_classes). keep: bool (M, N),
             row m = model m's training set (row 0 is the target in the notebook).
         seed: initialisation, shuffling and augmentation seed. device: where to train.
         epochs: overrides ``profile.mia_epochs`` (e.g. early stopping as a defence).
-        weight_decay: Adam's L2 penalty (a defence; 0 by default).
+        weight_decay: Adam's L2 penalty (a defence; 0 by default). num_classes: K (10 for MNIST and CIFAR-10).
 
     Returns:
         (models, history): the trained stack in eval mode on ``device``, mapping (N, C, H, W) to
         logits (M, N, K) (use :func:`predict_stacked`), and its :class:`History`.
 
     Raises:
-        ValueError: from :func:`leaklab.models.build_stacked` (unknown ``mia_model``) or
-            :func:`fit_stacked` (a bad ``keep``).
+        ValueError: labels outside [0, num_classes); from :func:`leaklab.models.build_stacked` (unknown
+            ``mia_model``) or :func:`fit_stacked` (a bad ``keep``).
     """
     from .data import random_crop_flip
     from .models import build_stacked
 
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got {int(y.min())}..{int(y.max())}; "
+                         "pass num_classes")
     options = ({"hidden": profile.mia_hidden} if profile.mia_model == "mlp"
                else {"depth": profile.mia_depth, "width": profile.mia_width})
     if profile.mia_model != "mlp":
         options["vectorize"] = profile.mia_vectorize
-    models = build_stacked(profile.mia_model, keep.shape[0], tuple(x.shape[1:]), 10, seed=seed,
+    models = build_stacked(profile.mia_model, keep.shape[0], tuple(x.shape[1:]), num_classes, seed=seed,
                            chunk=profile.mia_chunk, **options).to(device)
     hist = fit_stacked(models, x, y, keep, epochs=profile.mia_epochs if epochs is None else epochs,
                        lr=profile.mia_lr, batch_size=profile.mia_batch, seed=seed, weight_decay=weight_decay,
@@ -349,10 +357,11 @@ def predict_stacked(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, c
     was_training = model.training
     model.eval()
     device = _device_of(model)
-    parts = _chunks(model, chunk) if chunk or getattr(model, "chunk", None) else [None]
+    parts = _chunks(model, chunk) if chunk is not None or getattr(model, "chunk", None) else [None]
     out = []
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device)                 # full precision: LiRA reads small logit differences
+        xb = x[i:i + batch_size].to(device)   # no autocast: LiRA reads small logit differences (TF32 convolutions
+                                              # on Ampere+ GPUs stay on; their error is far below the models' spread)
         out.append(torch.cat([_forward(model, xb, p).float().cpu() for p in parts]))
     model.train(was_training)
     return torch.cat(out, dim=1)

@@ -12,9 +12,10 @@ values; accuracy is not measured here). On a CPU pass a small ``--models/--pool/
 ``full``; on a GPU the defaults time the real configuration and ``--epochs`` just shortens the
 run: the full run's time is extrapolated per epoch.
 
-Memory: prints the parameters' memory (weights, gradients and Adam's two moments), the activation
-memory autograd keeps for one forward/backward pass of one chunk (measured on the CPU with
-``torch.autograd.graph.saved_tensors_hooks``, float32) and, on a GPU, the measured peak.
+Memory: prints the parameters' memory (weights, gradients and Adam's two moments), the pool and a
+step's input batches, and the activation memory autograd keeps for one forward/backward pass of
+one chunk (measured on the CPU with ``torch.autograd.graph.saved_tensors_hooks``, float32): a lower
+bound on the peak. On a GPU it also prints the measured peak (``torch.cuda.max_memory_allocated``).
 """
 from __future__ import annotations
 
@@ -99,9 +100,25 @@ def main() -> None:
     chunk = p.mia_chunk or n_models
     act_gib = saved_activation_bytes(p, tuple(x.shape[1:]), min(chunk, n_models), p.mia_batch) / 2**30
     data_gib = x.numel() * 4 / 2**30
+    rows_per_step = n_models if p.mia_batches == "own" else 1
+    batch_gib = 4 * rows_per_step * p.mia_batch * x[0].numel() * 4 / 2**30     # gathered, padded, cropped, contiguous
     print(f"memory: {per_model_params:,} parameters per model; weights+gradients+Adam {param_gib:.2f} GiB, "
-          f"pool on the device {data_gib:.2f} GiB, saved activations per chunk of {min(chunk, n_models)} "
-          f"{act_gib:.2f} GiB (float32) -> estimated peak {param_gib + data_gib + act_gib:.2f} GiB")
+          f"pool on the device {data_gib:.2f} GiB, a step's input batches (4 copies for augmentation) "
+          f"{batch_gib:.2f} GiB, saved activations per chunk of {min(chunk, n_models)} {act_gib:.2f} GiB (float32) "
+          f"-> at least {param_gib + data_gib + batch_gib + act_gib:.2f} GiB, plus the CUDA context, cuDNN workspaces "
+          "and backward's temporaries (a GPU run prints the measured peak)")
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    one = build_stacked(p.mia_model, 1, tuple(x.shape[1:]), 10, seed=0,
+                        **({"hidden": p.mia_hidden} if p.mia_model == "mlp" else {"depth": p.mia_depth, "width": p.mia_width}))
+    with FlopCounterMode(display=False) as counter:
+        one(x[:1]).sum().backward()
+    rows = keep.sum(1).max().item() if p.mia_batches == "own" else len(y)
+    per_epoch = n_models * -(-rows // p.mia_batch) * p.mia_batch                    # model-examples per epoch
+    print(f"compute: {counter.get_total_flops() / 1e6:.1f} MFLOP per model-example (forward + backward, "
+          f"torch.utils.flop_counter); the {p.mia_epochs}-epoch run of {n_models} models "
+          f"{counter.get_total_flops() * per_epoch * p.mia_epochs / 1e15:.2f} PFLOP")
 
     def timed(fn):
         if device.type == "cuda":
