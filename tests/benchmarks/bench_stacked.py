@@ -118,7 +118,7 @@ def main() -> None:
     per_epoch = n_models * -(-rows // p.mia_batch) * p.mia_batch                    # model-examples per epoch
     print(f"compute: {counter.get_total_flops() / 1e6:.1f} MFLOP per model-example (forward + backward, "
           f"torch.utils.flop_counter); the {p.mia_epochs}-epoch run of {n_models} models "
-          f"{counter.get_total_flops() * per_epoch * p.mia_epochs / 1e15:.2f} PFLOP")
+          f"{counter.get_total_flops() * per_epoch * p.mia_epochs:.3g} FLOP")
 
     def timed(fn):
         if device.type == "cuda":
