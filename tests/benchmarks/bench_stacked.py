@@ -36,18 +36,22 @@ def pool(p, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, s
         d = load_image_dataset(p.mia_dataset)
         o = torch.randperm(len(d.y), generator=torch.Generator().manual_seed(0))[:n]
         return nn.functional.avg_pool2d(d.x[o], p.mia_image_pool), d.y[o], p.mia_dataset
-    except DatasetUnavailableError:
+    except (DatasetUnavailableError, ImportError):          # offline, or no torchvision: CIFAR-shaped noise
         g = torch.Generator().manual_seed(0)
         return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g), "random CIFAR-shaped"
 
 
+def one_stack(p, n_models: int, in_shape) -> nn.Module:
+    """The profile's a3 architecture as a stack of ``n_models`` (as train_membership_models builds it)."""
+    options = ({"hidden": p.mia_hidden} if p.mia_model == "mlp"
+               else {"depth": p.mia_depth, "width": p.mia_width, "vectorize": p.mia_vectorize})
+    return build_stacked(p.mia_model, n_models, in_shape, 10, seed=0, **options)
+
+
 def saved_activation_bytes(p, in_shape, chunk: int, batch: int) -> int:
     """Bytes autograd saves for backward in one forward pass of ``chunk`` models on ``batch`` examples each."""
-    options = {"hidden": p.mia_hidden} if p.mia_model == "mlp" else {"depth": p.mia_depth, "width": p.mia_width}
     probe_batch = min(batch, 8)
-    if p.mia_model != "mlp":
-        options["vectorize"] = p.mia_vectorize
-    m = build_stacked(p.mia_model, chunk, in_shape, 10, seed=0, **options)
+    m = one_stack(p, chunk, in_shape)
     seen, total = set(), 0
 
     def pack(t):
@@ -93,9 +97,8 @@ def main() -> None:
           f"{device.type}" + (f" {torch.cuda.get_device_name()}" if device.type == "cuda" else
                               f" {torch.get_num_threads()} threads"))
 
-    models = build_stacked(p.mia_model, 1, tuple(x.shape[1:]), 10, seed=0,
-                           **({"hidden": p.mia_hidden} if p.mia_model == "mlp" else {"depth": p.mia_depth, "width": p.mia_width}))
-    per_model_params = sum(t.numel() for t in models.parameters())
+    one = one_stack(p, 1, tuple(x.shape[1:]))
+    per_model_params = sum(t.numel() for t in one.parameters())
     param_gib = 4 * per_model_params * 4 * n_models / 2**30
     chunk = p.mia_chunk or n_models
     act_gib = saved_activation_bytes(p, tuple(x.shape[1:]), min(chunk, n_models), p.mia_batch) / 2**30
@@ -110,8 +113,6 @@ def main() -> None:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    one = build_stacked(p.mia_model, 1, tuple(x.shape[1:]), 10, seed=0,
-                        **({"hidden": p.mia_hidden} if p.mia_model == "mlp" else {"depth": p.mia_depth, "width": p.mia_width}))
     with FlopCounterMode(display=False) as counter:
         one(x[:1]).sum().backward()
     rows = keep.sum(1).max().item() if p.mia_batches == "own" else len(y)
