@@ -1,6 +1,7 @@
 """Benchmark: a3's reference models per minute, batched (one stack) vs one at a time; memory.
 
     python tests/benchmarks/bench_stacked.py [--profile ci|full] [--models M] [--pool N] [--epochs E]
+                                             [--skip-sequential] [--loop] [--random-inputs]
 
 Trains the profile's a3 recipe (:func:`leaklab.train.train_membership_models`: the architecture,
 batches, schedule, augmentation and model chunks of ``mia_*``) for M models (default: the
@@ -31,8 +32,10 @@ from leaklab.models import build_stacked
 from leaklab.train import train_membership_models
 
 
-def pool(p, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
+def pool(p, n: int, random_inputs: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
     try:
+        if random_inputs:
+            raise ImportError("random inputs asked for")
         d = load_image_dataset(p.mia_dataset)
         o = torch.randperm(len(d.y), generator=torch.Generator().manual_seed(0))[:n]
         return nn.functional.avg_pool2d(d.x[o], p.mia_image_pool), d.y[o], p.mia_dataset
@@ -78,13 +81,15 @@ def main() -> None:
     ap.add_argument("--pool", type=int, help="pool size N (default: the profile's)")
     ap.add_argument("--epochs", type=int, help="epochs to time (default: the profile's)")
     ap.add_argument("--skip-sequential", action="store_true", help="time the stack only")
+    ap.add_argument("--random-inputs", action="store_true", help="CIFAR-shaped noise instead of the dataset "
+                    "(no download attempt on an offline machine)")
     ap.add_argument("--loop", action="store_true", help="ResNet stacks: run a pass's models one after another, "
                     "not as one vmap call (mia_vectorize=False)")
     args = ap.parse_args()
     p = get_profile(args.profile)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     n_models = args.models or p.n_reference + 1
-    x, y, source = pool(p, args.pool or p.mia_pool, device)
+    x, y, source = pool(p, args.pool or p.mia_pool, args.random_inputs)
     epochs = args.epochs or p.mia_epochs
     if args.loop:
         p = p.replace(mia_vectorize=False)
