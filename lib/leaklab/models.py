@@ -202,8 +202,8 @@ class StackedMLP(nn.Module):
     evaluated together (one batched matrix product per layer instead of M small ones).
 
     Input x (N, D) or (N, C, H, W) -> logits (M, N, K); ``forward(x, members=slice(a, b))`` runs
-    models a..b-1 only, and ``per_model=True`` takes one batch per model, x (m, N, ...). Parameters: w1 (M, D, H), b1 (M, 1, H),
-    w2 (M, H, K), b2 (M, 1, K). Model m is exactly ``member(m)``, an ordinary MLP.
+    models a..b-1 only, and ``per_model=True`` takes one batch per model, x (m, N, ...).
+    Parameters: w1 (M, D, H), b1 (M, 1, H), w2 (M, H, K), b2 (M, 1, K). Model m is exactly ``member(m)``, an ordinary MLP.
     Each model is initialised like ``nn.Linear`` (uniform in +-1/sqrt(fan_in)).
     """
 

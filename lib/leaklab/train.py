@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .repro import autocast, torch_generator
 
-__all__ = ["History", "fit", "fit_stacked", "train_membership_models", "predict_stacked", "evaluate", "predict", "progress_enabled"]
+__all__ = ["History", "fit", "fit_stacked", "train_membership_models", "predict_stacked", "evaluate", "predict",
+           "progress_enabled"]
 
 
 def progress_enabled() -> bool:
@@ -304,7 +305,8 @@ def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: tor
     learning rate, shared batches. ``full``: :class:`leaklab.models.StackedNet` of
     :class:`leaklab.models.ResNetGN` (ResNet-20 with GroupNorm), each model on its own batches,
     one-cycle learning rate, random crop + flip (:func:`leaklab.data.random_crop_flip`), trained
-    ``mia_chunk`` models at a time (as one ``vmap`` call unless ``mia_vectorize`` is False). Exactly ``build_stacked`` + :func:`fit_stacked` with those settings.
+    ``mia_chunk`` models at a time (as one ``vmap`` call unless ``mia_vectorize`` is False).
+    Exactly :func:`leaklab.models.build_stacked` + :func:`fit_stacked` with those settings.
 
     Args:
         profile: a :class:`leaklab.config.Profile` (fields ``mia_*``).
