@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .repro import autocast, torch_generator
 
-__all__ = ["History", "fit", "fit_stacked", "train_membership_models", "predict_stacked", "evaluate", "predict",
-           "progress_enabled"]
+__all__ = ["History", "fit", "fit_stacked", "membership_stack", "train_membership_models", "predict_stacked",
+           "evaluate", "predict", "progress_enabled"]
 
 
 def progress_enabled() -> bool:
@@ -295,6 +295,22 @@ def fit_stacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, keep: torch.
     return hist
 
 
+def membership_stack(profile, n_models: int, in_shape: tuple[int, int, int], seed: int,
+                     num_classes: int = 10) -> nn.Module:
+    """a3's architecture from the profile (``mia_model`` and its options, ``mia_chunk``,
+    ``mia_vectorize``) as a fresh stack of ``n_models``, on the CPU: maps (N, C, H, W) to (M, N, K).
+
+    Raises:
+        ValueError: from :func:`leaklab.models.build_stacked` (e.g. an unknown ``mia_model``).
+    """
+    from .models import build_stacked
+
+    options = ({"hidden": profile.mia_hidden} if profile.mia_model == "mlp" else
+               {"depth": profile.mia_depth, "width": profile.mia_width, "vectorize": profile.mia_vectorize})
+    return build_stacked(profile.mia_model, n_models, in_shape, num_classes, seed=seed, chunk=profile.mia_chunk,
+                         **options)
+
+
 def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, *, seed: int,
                             device: torch.device | str = "cpu", epochs: int | None = None,
                             weight_decay: float = 0.0, num_classes: int = 10) -> tuple[nn.Module, History]:
@@ -306,7 +322,7 @@ def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: tor
     :class:`leaklab.models.ResNetGN` (ResNet-20 with GroupNorm), each model on its own batches,
     one-cycle learning rate, random crop + flip (:func:`leaklab.data.random_crop_flip`), trained
     ``mia_chunk`` models at a time (as one ``vmap`` call unless ``mia_vectorize`` is False).
-    Exactly :func:`leaklab.models.build_stacked` + :func:`fit_stacked` with those settings.
+    Exactly :func:`membership_stack` + :func:`fit_stacked` with those settings.
 
     Args:
         profile: a :class:`leaklab.config.Profile` (fields ``mia_*``).
@@ -325,17 +341,11 @@ def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: tor
             ``mia_model``) or :func:`fit_stacked` (a bad ``keep``).
     """
     from .data import random_crop_flip
-    from .models import build_stacked
 
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got {int(y.min())}..{int(y.max())}; "
                          "pass num_classes")
-    options = ({"hidden": profile.mia_hidden} if profile.mia_model == "mlp"
-               else {"depth": profile.mia_depth, "width": profile.mia_width})
-    if profile.mia_model != "mlp":
-        options["vectorize"] = profile.mia_vectorize
-    models = build_stacked(profile.mia_model, keep.shape[0], tuple(x.shape[1:]), num_classes, seed=seed,
-                           chunk=profile.mia_chunk, **options).to(device)
+    models = membership_stack(profile, keep.shape[0], tuple(x.shape[1:]), seed, num_classes).to(device)
     hist = fit_stacked(models, x, y, keep, epochs=profile.mia_epochs if epochs is None else epochs,
                        lr=profile.mia_lr, batch_size=profile.mia_batch, seed=seed, weight_decay=weight_decay,
                        batches=profile.mia_batches, schedule=profile.mia_schedule,

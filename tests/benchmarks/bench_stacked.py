@@ -28,8 +28,7 @@ from torch import nn
 
 from leaklab import get_profile
 from leaklab.data import DatasetUnavailableError, load_image_dataset
-from leaklab.models import build_stacked
-from leaklab.train import train_membership_models
+from leaklab.train import membership_stack, train_membership_models
 
 
 def pool(p, n: int, random_inputs: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -44,17 +43,10 @@ def pool(p, n: int, random_inputs: bool) -> tuple[torch.Tensor, torch.Tensor, st
         return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g), "random CIFAR-shaped"
 
 
-def one_stack(p, n_models: int, in_shape) -> nn.Module:
-    """The profile's a3 architecture as a stack of ``n_models`` (as train_membership_models builds it)."""
-    options = ({"hidden": p.mia_hidden} if p.mia_model == "mlp"
-               else {"depth": p.mia_depth, "width": p.mia_width, "vectorize": p.mia_vectorize})
-    return build_stacked(p.mia_model, n_models, in_shape, 10, seed=0, **options)
-
-
 def saved_activation_bytes(p, in_shape, chunk: int, batch: int) -> int:
     """Bytes autograd saves for backward in one forward pass of ``chunk`` models on ``batch`` examples each."""
     probe_batch = min(batch, 8)
-    m = one_stack(p, chunk, in_shape)
+    m = membership_stack(p, chunk, in_shape, seed=0)
     seen, total = set(), 0
 
     def pack(t):
@@ -102,7 +94,7 @@ def main() -> None:
           f"{device.type}" + (f" {torch.cuda.get_device_name()}" if device.type == "cuda" else
                               f" {torch.get_num_threads()} threads"))
 
-    one = one_stack(p, 1, tuple(x.shape[1:]))
+    one = membership_stack(p, 1, tuple(x.shape[1:]), seed=0)
     per_model_params = sum(t.numel() for t in one.parameters())
     param_gib = 4 * per_model_params * 4 * n_models / 2**30
     chunk = p.mia_chunk or n_models
