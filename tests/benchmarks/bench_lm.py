@@ -9,9 +9,9 @@ asserts nothing. On a GPU with PROFILE=full it loads GPT-2 from the hub (or its 
 from __future__ import annotations
 
 import sys
-import time
 
 from reference import reference_namespace
+from timing import timed
 
 
 def main(profile_name: str) -> None:
@@ -32,26 +32,18 @@ def main(profile_name: str) -> None:
     g = torch.Generator().manual_seed(0)
     stream = torch.randint(1, vocab, (p.lm_block * p.lm_batch * 20,), generator=g)
 
-    def timed(fn):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.time()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        return time.time() - t
 
-    dt = timed(lambda: train_lm(model, stream, epochs=1, lr=1e-4, block=p.lm_block, batch_size=p.lm_batch))
+    dt = timed(lambda: train_lm(model, stream, epochs=1, lr=1e-4, block=p.lm_block, batch_size=p.lm_batch), dev)
     print(f"profile {p.name}, {dev}, {p.lm_model} ({n_params / 1e6:.2f} M parameters, {LM_PRESETS[p.lm_model]})")
     print(f"training : {len(stream) / dt:>10,.0f} tokens/s  (block {p.lm_block}, batch {p.lm_batch})")
     n = p.lm_gen_batch * 2
     gen = torch.Generator(device=dev).manual_seed(0)
     dt = timed(lambda: ns["generate"](model, torch.tensor([0]), n, p.lm_sample_tokens, p.lm_top_k,
-                                      batch_size=p.lm_gen_batch, generator=gen))
+                                      batch_size=p.lm_gen_batch, generator=gen), dev)
     print(f"generated: {n * p.lm_sample_tokens / dt:>10,.0f} tokens/s  ({n} samples x {p.lm_sample_tokens} tokens, "
           f"batches of {p.lm_gen_batch}, KV cache)")
     ids = torch.randint(1, vocab, (n, p.lm_sample_tokens), generator=g)
-    dt = timed(lambda: [ns["token_nll"](model, b) for b in ids.split(256)])
+    dt = timed(lambda: [ns["token_nll"](model, b) for b in ids.split(256)], dev)
     print(f"scored   : {ids.numel() / dt:>10,.0f} tokens/s  (batches of 256)")
 
 

@@ -21,7 +21,6 @@ bound on the peak. On a GPU it also prints the measured peak (``torch.cuda.max_m
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
@@ -29,6 +28,7 @@ from torch import nn
 from leaklab import get_profile
 from leaklab.data import DatasetUnavailableError, load_image_dataset
 from leaklab.train import membership_stack, train_membership_models
+from timing import timed
 
 
 def pool(p, n: int, random_inputs: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -118,26 +118,18 @@ def main() -> None:
           f"torch.utils.flop_counter); the {p.mia_epochs}-epoch run of {n_models} models "
           f"{counter.get_total_flops() * per_epoch * p.mia_epochs:.3g} FLOP")
 
-    def timed(fn):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    batched = timed(lambda: train_membership_models(run, x, y, keep, seed=0, device=device))
+    batched = timed(lambda: train_membership_models(run, x, y, keep, seed=0, device=device), device)
     if device.type == "cuda":
         print(f"measured peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     scale = p.mia_epochs / epochs
     print(f"batched:    {batched:8.1f} s  {60 * n_models / batched:8.1f} models/minute"
           + (f"  (whole {p.mia_epochs}-epoch run: ~{batched * scale / 60:.1f} min)" if scale != 1 else ""))
     if not args.skip_sequential:
-        sequential = sum(timed(lambda m=m: train_membership_models(run, x, y, keep[m:m + 1], seed=m, device=device))
-                         for m in range(n_models))
+        sequential = sum(timed(lambda m=m: train_membership_models(run, x, y, keep[m:m + 1], seed=m, device=device),
+                               device) for m in range(n_models))
         print(f"sequential: {sequential:8.1f} s  {60 * n_models / sequential:8.1f} models/minute")
         print(f"speed-up:   {sequential / batched:.1f}x")
 
