@@ -8,6 +8,10 @@ import warnings
 from pathlib import Path
 
 from .pipeline import demo, format_table, grade, release
+from .sandbox import SandboxUnavailable, check_bwrap
+
+LOUD = ("!" * 78 + "\nWARNING: grading WITHOUT the sandbox: student code runs with the grader's rights,\n"
+        "can read every file the grader can and can change grades. Never do this with real submissions.\n" + "!" * 78)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("submissions", type=Path)
     g.add_argument("-o", "--out", type=Path, help="output folder (default: <submissions>-graded)")
     g.add_argument("--timeout", type=int, help="per-cell limit in seconds (default: nbgrader_config.py)")
+    g.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run student kernels without bubblewrap (only for a trusted local run)")
     d = sub.add_parser("demo", help="grade the reference solution and the blank release, print the table")
     d.add_argument("-a", "--assignment", action="append", help="only this assignment (repeatable)")
     d.add_argument("-o", "--out", type=Path, help="keep feedback and the CSV here")
+    d.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="without bubblewrap: grade unsandboxed (refused while bubblewrap works)")
     args = p.parse_args(argv)
 
     start = time.perf_counter()
@@ -30,17 +38,33 @@ def main(argv: list[str] | None = None) -> int:
         for path in release(assignments=args.assignment):
             print(f"wrote {path}")
         return 0
-    if args.cmd == "grade":
-        if not args.submissions.is_dir():
-            p.error(f"{args.submissions} is not a folder of <student>/<assignment>/*.ipynb")
-        out = args.out or args.submissions.with_name(args.submissions.name + "-graded")
-        results = grade(args.submissions, out, timeout=args.timeout)
-        print(format_table(results))
-        print(f"\nfeedback and grades.csv in {out}  ({time.perf_counter() - start:.0f} s)")
-    else:
-        results = demo(args.assignment, args.out)
-        print(format_table(results))
-        print(f"\n({time.perf_counter() - start:.0f} s)")
+    sandbox = not args.unsafe_no_sandbox
+    if args.cmd == "demo" and not sandbox:
+        try:
+            check_bwrap()
+        except SandboxUnavailable:
+            pass
+        else:
+            p.error("--unsafe-no-sandbox: bubblewrap works here, so the demo runs sandboxed; drop the flag")
+    if not sandbox:
+        print(LOUD, file=sys.stderr)
+    try:
+        if args.cmd == "grade":
+            if not args.submissions.is_dir():
+                p.error(f"{args.submissions} is not a folder of <student>/<assignment>/*.ipynb")
+            out = args.out or args.submissions.with_name(args.submissions.name + "-graded")
+            results = grade(args.submissions, out, timeout=args.timeout, sandbox=sandbox)
+            print(format_table(results))
+            print(f"\nfeedback and grades.csv in {out}  ({time.perf_counter() - start:.0f} s)")
+        else:
+            results = demo(args.assignment, args.out, sandbox=sandbox)
+            print(format_table(results))
+            print(f"\n({time.perf_counter() - start:.0f} s)")
+    except SandboxUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not sandbox:
+        print(LOUD, file=sys.stderr)
     for r in results:
         if r.warning:
             print(f"warning for {r.student} / {r.assignment}: {r.warning}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""Feedback without hidden tests: their source and their tracebacks never reach students."""
+"""Feedback without hidden tests: their source, their tracebacks and their judges never reach students."""
 from __future__ import annotations
 
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 NOTICE = "# (hidden tests: not shown)"
@@ -44,27 +45,61 @@ def _text(output) -> str:
     return "\n".join(parts)
 
 
+def _is_test(cell) -> bool:
+    nbg = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(nbg.get("grade")) and not nbg.get("solution")
+
+
 class RedactHiddenTests(NbGraderPreprocessor):
-    """Cells that hold hidden tests: the hidden source is dropped and all outputs
-    (tracebacks, printed values) become a one-line verdict that names no test. Any other
-    output that quotes hidden-test code (e.g. a student printing ``In``) is removed too."""
+    """Feedback without hidden tests, for the instructor's test cells (never a student's cell,
+    whatever text it holds -- the grader rebuilt the notebook, so only the source's cells carry
+    nbgrader's grade metadata):
+
+    - the hidden regions of the source (probes and judges) become one notice line;
+    - a cell whose hidden probe ran in the kernel shows only a one-line verdict (its outputs
+      could quote the probe); a visible test keeps the student's own check report and gets
+      the verdict line;
+    - the judge's reason for a failure is shown only with ``show_reasons`` (default off);
+    - any other cell's output that quotes a hidden line is removed.
+    """
+
+    show_reasons = Bool(False, help="show the judges' failure messages (never their code)").tag(config=True)
+
+    def _verdict(self, cell) -> str:
+        from .judge import FAILED
+        from .sandbox import LIMIT_NOTICE
+
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if not errors:
+            return "Graded checks passed.\n"
+        why = ""
+        if self.show_reasons and errors[-1].get("ename") in (FAILED, LIMIT_NOTICE):
+            why = f" ({errors[-1].get('evalue', '')})"
+        elif errors[-1].get("ename") == LIMIT_NOTICE:
+            why = f" ({errors[-1].get('evalue', '')})"
+        return ("Graded checks failed: re-read this part's specification (edge cases, equations, budgets)"
+                + why + ".\n")
 
     def preprocess(self, nb, resources):
+
         secret = set()
         for cell in nb.cells:
-            if cell.cell_type == "code" and BEGIN in cell.source:
+            if _is_test(cell) and BEGIN in cell.source:
                 secret |= hidden_lines(cell.source)
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
-            if BEGIN in cell.source:
-                failed = any(o.output_type == "error" for o in cell.outputs)
+            if _is_test(cell):
+                probe_hidden = bool(hidden_lines(cell.source, min_length=1))
+                verdict = new_output("stream", name="stdout", text=self._verdict(cell))
                 cell.source = redact_source(cell.source)
-                text = ("Hidden tests failed: re-read this part's specification (edge cases, equations, budgets).\n"
-                        if failed else "Hidden tests passed.\n")
-                cell.outputs = [new_output("stream", name="stdout", text=text)]
+                if probe_hidden:
+                    cell.outputs = [verdict]
+                else:
+                    cell.outputs = [o for o in cell.outputs if o.output_type != "error"
+                                    and "[grader]" not in o.get("text", "")] + [verdict]
             elif secret:
                 cell.outputs = [new_output("stream", name="stdout", text=REMOVED)
-                                if any(s in _text(o) for s in secret) else o
+                                if any(t in _text(o) for t in secret) else o
                                 for o in cell.outputs]
         return nb, resources

@@ -1,20 +1,43 @@
-# nbgrader course configuration for LeakLab.
-#
-# The pipeline (`python -m autograder ...`) loads this file; an instructor who prefers
-# nbgrader's own CLI can copy it into a course directory as nbgrader_config.py.
+# nbgrader course configuration for LeakLab: everything grading needs to be safe lives here,
+# so `nbgrader autograde` / `nbgrader generate_feedback` on a course that uses this file
+# behave like `python -m autograder`: the student's kernel runs in a bubblewrap sandbox
+# (autograder/sandbox.py), judged cells are decided in the grader from the kernel's recorded
+# observations (autograder/judge.py), and feedback never shows hidden tests (autograder/feedback.py).
+# The autograder package must be importable (run nbgrader from the repository root, or
+# put the repository on PYTHONPATH).
+from autograder.feedback import RedactHiddenTests
+from autograder.judge import JudgeVerdicts, RemoveScratch, StripJudges
+from autograder.sandbox import SandboxedExecute
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern,
+                                    LimitOutput, SaveAutoGrades)
+
 c = get_config()  # noqa: F821 -- provided by traitlets when nbgrader loads the file
 
 c.CourseDirectory.course_id = "leaklab"
 
+# Autograde: judges are cut out before the kernel sees the notebook; the kernel is sandboxed;
+# the judges decide every judged cell from observations; the scratch folder is deleted.
+c.Autograde.autograde_preprocessors = [
+    StripJudges, SandboxedExecute, IgnorePattern, JudgeVerdicts, RemoveScratch,
+    ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+]
+c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+
 # Per-cell limit: the slowest cells of a ci run on 2 CPU cores (a2's budget curves: 15
 # surrogates; a2's adaptive end-to-end test) take 35-50 s; 240 s leaves a wide margin and
-# still stops an endless loop.
+# still stops an endless loop. A cell past its limit ends the kernel (the whole sandbox):
+# the cells that ran keep their verdicts, the rest score 0 with the reason shown.
 c.Execute.timeout = 240                   # seconds per cell
-c.Execute.interrupt_on_timeout = True
-# One kernel for everyone, whatever kernelspec the submission carries ("python3"
-# resolves to the interpreter that runs the grader, i.e. the course venv).
-c.Execute.kernel_name = "python3"
+c.Execute.kernel_name = "python3"         # one kernel for everyone, whatever the submission says
 c.Execute.execute_retries = 0
+c.SandboxedExecute.notebook_timeout = 1800          # seconds per notebook (a2, the slowest, takes ~150 s)
+c.SandboxedExecute.max_output_bytes = 64 * 2**20    # bytes of output per notebook
+c.SandboxKernelManager.memory_bytes = 8 * 2**30     # address space (bytes); torch's own mappings need ~3 GiB
+c.SandboxKernelManager.cpu_seconds = 3600           # CPU seconds per kernel
+c.SandboxKernelManager.processes = 512              # processes + threads of the sandbox uid
+c.SandboxKernelManager.open_files = 1024
+c.SandboxKernelManager.file_bytes = 2**30           # largest file (bytes)
 
 # Output on stderr (torch/transformers warnings, tqdm bars) must not zero a passing test
 # cell: nbgrader counts any stderr stream as a failure. Failing tests still fail, since
@@ -26,5 +49,4 @@ c.IgnorePattern.pattern = r"[\s\S]*"
 # instructor's copy, re-inserted, instead of waiting for a manual grade.
 c.OverwriteCells.add_missing_cells = True
 
-# Never grade stored outputs: autograde always re-executes (nbgrader's default).
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

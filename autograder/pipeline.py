@@ -22,10 +22,9 @@ from .submissions import SubmissionError, collect, find_notebook, read_submissio
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
 
-#: Environment of every grading kernel: the ci profile (the hidden thresholds are set
-#: for it), no progress bars, no network look-ups, no GUI backend.
-GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
-               "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+#: Environment of the grader's own process (the judges load data and build models in it).
+GRADER_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
+              "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
 
 
 @dataclass
@@ -54,16 +53,12 @@ def assignments_in(source_dir: Path) -> list[str]:
     return sorted(p.name for p in source_dir.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
 
 
-def _config(course_root: Path, timeout: int | None = None):
+def _config(course_root: Path, timeout: int | None = None, sandbox: bool = True):
     from traitlets.config.loader import PyFileConfigLoader
-
-    from .feedback import RedactHiddenTests
-    from nbgrader.preprocessors import GetGrades
-    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
     cfg = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
     cfg.CourseDirectory.root = str(course_root)
-    cfg.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+    cfg.SandboxedExecute.sandbox = sandbox
     if timeout is not None:
         cfg.Execute.timeout = timeout
     return cfg
@@ -71,9 +66,9 @@ def _config(course_root: Path, timeout: int | None = None):
 
 @contextlib.contextmanager
 def _grading_env() -> Iterator[None]:
-    """Put the venv's bin/ on PATH (nbgrader runs `alembic`) and set :data:`GRADING_ENV`."""
+    """Put the venv's bin/ on PATH (nbgrader runs `alembic`) and set :data:`GRADER_ENV`."""
     saved = dict(os.environ)
-    os.environ.update(GRADING_ENV)
+    os.environ.update(GRADER_ENV)
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     try:
         yield
@@ -82,16 +77,16 @@ def _grading_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _api(course_root: Path, timeout: int | None = None):
+def _api(course_root: Path, timeout: int | None = None, sandbox: bool = True):
     from nbgrader.apps import NbGraderAPI
 
-    return NbGraderAPI(config=_config(course_root, timeout))
+    return NbGraderAPI(config=_config(course_root, timeout, sandbox))
 
 
 def _reason(result: dict) -> str:
     text = (result.get("error") or "") + "\n" + (result.get("log") or "")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for key in ("DeadKernelError", "Kernel died", "CellTimeoutError", "Error"):
+    for key in ("SandboxUnavailable", "DeadKernelError", "Kernel died", "CellTimeoutError", "Error"):
         for ln in reversed(lines):
             if key in ln:
                 return ln[:300]
@@ -151,23 +146,37 @@ def _scores(course_root: Path, student: str, assignment: str) -> GradeResult:
 
 
 def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
-          timeout: int | None = None) -> list[GradeResult]:
+          timeout: int | None = None, sandbox: bool = True) -> list[GradeResult]:
     """Autograde every ``<student>/<assignment>/*.ipynb`` under ``submissions``.
 
-    Writes ``out_dir/feedback/<student>/<assignment>.html`` (no hidden-test source or
-    tracebacks) and ``out_dir/grades.csv``. A submission that cannot be graded (no or
-    several notebooks, corrupt file, unknown assignment, dead kernel) is reported with
-    its reason; everyone else is still graded.
+    Each submission is rebuilt from the source (:func:`~autograder.submissions.read_submission`),
+    executed in its own sandboxed kernel (:mod:`autograder.sandbox`), and every judged test
+    cell is decided in this process from the kernel's observations against the reference's
+    (:mod:`autograder.judge`, :mod:`autograder.reference`; the reference runs first, once per
+    content hash). Writes ``out_dir/feedback/<student>/<assignment>.html`` (no hidden-test
+    source or tracebacks) and ``out_dir/grades.csv``. A submission that cannot be graded (no
+    or several notebooks, corrupt file, unknown assignment) is reported with its reason; a
+    kernel stopped by a limit costs only the cells that did not run; everyone else is graded.
 
     Args:
         submissions: the collected submissions folder.
         out_dir: where feedback and the CSV go (created).
         source_dir: the instructor's source notebooks.
         timeout: per-cell limit in seconds (default: nbgrader_config.py's).
+        sandbox: run kernels in bubblewrap; ``False`` only for a trusted local run.
 
     Returns:
         One :class:`GradeResult` per (student, assignment) folder, sorted.
+
+    Raises:
+        SandboxUnavailable: ``sandbox`` and bubblewrap is missing or cannot run here.
+        RuntimeError: the reference solution fails its own judges (grading stops before anyone).
     """
+    from .reference import reference_for
+    from .sandbox import check_bwrap
+
+    if sandbox:
+        check_bwrap()
     known = set(assignments_in(source_dir))
     found = collect(Path(submissions), known)
     results: list[GradeResult] = []
@@ -177,7 +186,9 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
         used = sorted({a for _, a, _, _ in found} & known)
         _prepare_course(course, source_dir, used)
         sources = {a: nbformat.read(str(source_dir / a / f"{a}.ipynb"), as_version=4) for a in sorted(known)}
-        api = _api(course, timeout)
+        api = _api(course, timeout, sandbox)
+        for a in used:
+            reference_for(a, course / "source" / a / f"{a}.ipynb", api.config)
         for student, a, where, problem in found:
             if problem is not None:
                 results.append(GradeResult(student, a, error=problem))
@@ -185,6 +196,20 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
                 results.append(_grade_one(api, course, out_dir, student, a, where, sources))
     write_csv(results, out_dir / "grades.csv")
     return results
+
+
+def _stopped(course: Path, student: str, a: str) -> str | None:
+    """Why the sandbox stopped this student's kernel early, if it did (from the autograded notebook)."""
+    from .sandbox import LIMIT_NOTICE
+
+    path = course / "autograded" / student / a / f"{a}.ipynb"
+    if not path.exists():
+        return None
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "error" and o.get("ename") == LIMIT_NOTICE:
+                return f"stopped early, later cells score 0: {o.get('evalue')}"
+    return None
 
 
 def _grade_one(api, course: Path, out_dir: Path, student: str, a: str, where: Path,
@@ -202,6 +227,7 @@ def _grade_one(api, course: Path, out_dir: Path, student: str, a: str, where: Pa
     if not res["success"]:
         return GradeResult(student, a, error=_reason(res))
     result = _scores(course, student, a)
+    result.warning = _stopped(course, student, a)
     fb = api.generate_feedback(a, student, force=True)
     html = course / "feedback" / student / a / f"{a}.html"
     if fb["success"] and html.exists():
@@ -210,7 +236,7 @@ def _grade_one(api, course: Path, out_dir: Path, student: str, a: str, where: Pa
         shutil.copyfile(html, target)
         result.feedback = target
     else:
-        result.warning = f"no feedback file: {_reason(fb)}"
+        result.warning = "; ".join(w for w in (result.warning, f"no feedback file: {_reason(fb)}") if w)
     return result
 
 
@@ -243,7 +269,8 @@ def format_table(results: list[GradeResult]) -> str:
 
 
 def demo(assignments: list[str] | None = None, out_dir: Path | None = None,
-         source_dir: Path = REPO / "source", release_dir: Path = REPO / "release") -> list[GradeResult]:
+         source_dir: Path = REPO / "source", release_dir: Path = REPO / "release",
+         sandbox: bool = True) -> list[GradeResult]:
     """Grade the reference solution (student ``reference``) and the untouched release
     (student ``blank``) of each assignment in a temporary course.
 
@@ -261,4 +288,4 @@ def demo(assignments: list[str] | None = None, out_dir: Path | None = None,
             for student, path in (("reference", src), ("blank", rel)):
                 (subs / student / a).mkdir(parents=True)
                 shutil.copyfile(path, subs / student / a / f"{a}.ipynb")
-        return grade(subs, out_dir or Path(tmp) / "out", source_dir)
+        return grade(subs, out_dir or Path(tmp) / "out", source_dir, sandbox=sandbox)

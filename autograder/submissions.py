@@ -1,6 +1,7 @@
 """Finding and sanitising real submissions before nbgrader sees them."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import nbformat
@@ -81,55 +82,93 @@ def _load(path: Path) -> nbformat.NotebookNode:
         raise SubmissionError(f"{path.name} is not a valid Jupyter notebook ({type(err).__name__}: {err})") from err
 
 
-def read_submission(path: Path, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Read a submitted notebook as nbformat v4 and repair what nbgrader trips over.
+def _plain(cell) -> nbformat.NotebookNode:
+    """The student's own cell as plain content: its type and text, nothing else it carried
+    (no metadata, tags, outputs, attachments or ids)."""
+    kind = cell.get("cell_type")
+    text = cell.get("source", "")
+    text = "".join(text) if isinstance(text, list) else str(text)
+    if kind == "code":
+        return nbformat.v4.new_code_cell(text)
+    if kind == "raw":
+        return nbformat.v4.new_raw_cell(text)
+    return nbformat.v4.new_markdown_cell(text)
 
-    - a UTF-8 byte-order mark is ignored; Colab's widget state (``metadata.widgets``),
-      which breaks feedback rendering, is dropped; the kernelspec is reset to ``python3``;
-    - cells of an unknown type (e.g. v3 ``heading``) become markdown; cell ids in a
-      notebook older than nbformat 4.5 are dropped;
-    - of cells that share a ``grade_id`` (copy-pasted cells) the last keeps its nbgrader
-      metadata (nbgrader's own ``DeduplicateIds`` leaves an empty dict that crashes
-      ``add_missing_cells`` on 0.9.6); cells with a ``grade_id`` the source does not have
-      become plain cells.
+
+def _grade_id(cell) -> str | None:
+    meta = cell.get("metadata")
+    nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
+    gid = nbg.get("grade_id") if isinstance(nbg, dict) else None
+    return gid if isinstance(gid, str) else None
+
+
+def read_submission(path: Path, source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Rebuild a submitted notebook from the instructor's source: the submission is data.
+
+    Every cell the source marks for nbgrader (locked, graded, answer) is taken from the
+    source by its ``grade_id`` -- source text, type and nbgrader metadata -- except that an
+    answer cell keeps the student's text. Every other cell of the submission becomes a plain
+    cell holding only its type and text, placed after the marked cell it followed. Nothing
+    else of the file is kept: no metadata, tags, kernelspec, checksums, points, outputs or
+    attachments. Of cells that share a ``grade_id`` (copy-pasted cells) the last is the answer
+    and the others are plain cells; a ``grade_id`` the source does not have is a plain cell.
+    The file may be nbformat v3 or v4, with a byte-order mark; v3 ``heading`` cells become
+    markdown.
 
     Args:
         path: the submitted file. source: the instructor's source notebook of the assignment.
 
+    Returns:
+        A valid nbformat 4.5 notebook with the ``python3`` kernelspec.
+
     Raises:
         SubmissionError: not a readable notebook, or cells with the students' answers are
-            missing (nbgrader cannot re-insert tests without them); the message says what to do.
+            missing (code pasted into a new notebook); the message says what to do.
     """
     nb = _load(path)
-    if not isinstance(nb.get("cells"), list):
+    if not isinstance(nb.get("cells"), list) or not all(isinstance(c, dict) for c in nb.cells):
         raise SubmissionError(f"{path.name} has no list of cells; it is not a Jupyter notebook")
-    known = {c.metadata["nbgrader"]["grade_id"] for c in source.cells if "grade_id" in c.metadata.get("nbgrader", {})}
-    seen: set[str] = set()
-    for cell in reversed(nb.cells):
-        if cell.get("cell_type") not in ("code", "markdown", "raw"):
-            cell["cell_type"] = "markdown"
-            for key in ("outputs", "execution_count", "level"):
-                cell.pop(key, None)
-        meta = cell.setdefault("metadata", {})
-        nbg = meta.get("nbgrader")
-        gid = nbg.get("grade_id") if isinstance(nbg, dict) else None
-        if "nbgrader" in meta and (gid is None or gid in seen or gid not in known):
-            del meta["nbgrader"]
-        elif gid is not None:
-            seen.add(gid)
-    answers = [c.metadata["nbgrader"]["grade_id"] for c in source.cells
-               if c.metadata.get("nbgrader", {}).get("solution")]
-    missing = [gid for gid in answers if gid not in seen]
+    marked = [c for c in source.cells if _grade_id(c)]
+    answers = {_grade_id(c) for c in marked if c.metadata["nbgrader"].get("solution")}
+    last = {}
+    for i, cell in enumerate(nb.cells):
+        if _grade_id(cell) in answers:
+            last[_grade_id(cell)] = i
+    missing = sorted(answers - set(last))
     if missing:
         raise SubmissionError(f"{path.name} lacks the answer cells of the released notebook ({', '.join(missing)}); "
                               "copy your code into the cells of the released notebook instead of a new one")
-    if nb.get("nbformat_minor", 0) < 5:                 # cell ids exist from nbformat 4.5 on
-        for cell in nb.cells:
-            cell.pop("id", None)
-    nb.metadata.pop("widgets", None)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    known = {_grade_id(c) for c in marked}
+    after: dict[str | None, list] = {}          # grade_id of the marked cell a plain cell followed -> cells
+    anchor = None
+    for i, cell in enumerate(nb.cells):
+        gid = _grade_id(cell)
+        if gid in known and (gid not in answers or last[gid] == i):
+            anchor = gid
+        else:
+            after.setdefault(anchor, []).append(_plain(cell))
+    out = nbformat.v4.new_notebook()
+    out.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+                    "language_info": {"name": "python"}}
+    out.cells = list(after.get(None, []))
+    for cell in marked:
+        gid = _grade_id(cell)
+        new = copy.deepcopy(cell)
+        new.pop("id", None)
+        new.pop("attachments", None)
+        if gid in answers:
+            student = nb.cells[last[gid]]
+            text = student.get("source", "")
+            new.source = "".join(text) if isinstance(text, list) else str(text)
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = [], None
+        out.cells.append(new)
+        out.cells.extend(after.get(gid, []))
+    for i, cell in enumerate(out.cells):
+        cell["id"] = f"cell-{i}"
+    out = nbformat.from_dict(out)
     try:
-        nbformat.validate(nb)
+        nbformat.validate(out)
     except nbformat.ValidationError as err:
-        raise SubmissionError(f"{path.name} is not a valid notebook after repair: {err.message}") from err
-    return nb
+        raise SubmissionError(f"{path.name} could not be rebuilt into a valid notebook: {err.message}") from err
+    return out

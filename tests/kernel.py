@@ -1,13 +1,24 @@
 """A live Jupyter kernel for tests: execute a notebook once, then swap one function and
-re-run only the test cells aimed at it (no retraining of everything per wrong answer)."""
+re-run only the test cells aimed at it (no retraining of everything per wrong answer).
+
+Test cells are run as the grader runs them: the judge regions are cut out before the kernel
+sees a cell, and a judged cell passes only when its judge -- called here, outside the kernel,
+on the cell's recorded observations against the reference run's -- says so. A cell without
+a judge passes when it raised nothing (nbgrader's rule)."""
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import nbformat
 from jupyter_client.manager import start_new_kernel
+
+from autograder.judge import read_observations, run_judge, split_judge
 
 
 @dataclass
@@ -18,10 +29,18 @@ class Outcome:
 
 
 class Kernel:
-    """A python3 kernel; ``run(code)`` returns whether the code raised, and its output."""
+    """A python3 kernel; ``run(code)`` returns whether the code raised, and its output.
+
+    The kernel records observations into :attr:`observations` (``LEAKLAB_OBSERVATIONS``);
+    :attr:`reference` keeps the reference run's, once :func:`run_reference` has copied them.
+    """
 
     def __init__(self, cwd: str | None = None):
-        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=cwd)
+        self.scratch = Path(tempfile.mkdtemp(prefix="leaklab-test-kernel-"))
+        self.observations, self.reference = self.scratch / "observations", self.scratch / "reference"
+        self.reference.mkdir(parents=True)
+        env = dict(os.environ, LEAKLAB_OBSERVATIONS=str(self.observations))
+        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=cwd, env=env)
 
     def run(self, code: str, timeout: float = 600) -> Outcome:
         out, err = [], ""
@@ -38,9 +57,29 @@ class Kernel:
             err = f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}"
         return Outcome(ok, "".join(out), err)
 
+    def run_test(self, cell) -> Outcome:
+        """Run a test cell as the grader does; a judged cell is decided by its judge."""
+        gid = grade_id(cell)
+        for old in self.observations.glob(f"{gid}.*"):
+            old.unlink()
+        return self.judge(cell, self.run(split_judge(cell.source)[0]))
+
+    def judge(self, cell, out: Outcome) -> Outcome:
+        """The verdict on a test cell that just ran with outcome ``out``."""
+        gid = grade_id(cell)
+        judge = split_judge(cell.source)[1]
+        if judge is None:
+            return out
+        try:
+            ok, why = run_judge(judge, read_observations(self.observations, gid), read_observations(self.reference, gid))
+        except Exception as err:                      # ObservationError: nothing recorded
+            ok, why = False, str(err)
+        return Outcome(ok, out.stdout, "" if ok else f"judge: {why} (kernel: {out.error or 'no error'})")
+
     def close(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def grade_id(cell) -> str | None:
@@ -59,16 +98,21 @@ def read(path) -> nbformat.NotebookNode:
 def run_reference(kernel: Kernel, nb) -> dict[str, Outcome]:
     """Run every code cell of ``nb``; return the outcome of each test cell by grade_id.
 
-    Raises AssertionError if a cell that is not a test fails (the reference must run clean).
+    The reference's observations become :attr:`Kernel.reference` (each judged cell is then
+    judged against itself). Raises AssertionError if a cell that is not a test fails.
     """
     outcomes = {}
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        out = kernel.run(cell.source)
         if is_test(cell):
-            outcomes[grade_id(cell)] = out
+            gid = grade_id(cell)
+            out = kernel.run(split_judge(cell.source)[0])
+            for f in kernel.observations.glob(f"{gid}.*"):
+                shutil.copy(f, kernel.reference / f.name)
+            outcomes[gid] = kernel.judge(cell, out)
         else:
+            out = kernel.run(cell.source)
             assert out.ok, f"reference cell failed: {out.error}\n{cell.source[:300]}"
     return outcomes
 
@@ -78,11 +122,11 @@ def targets_passed_by(kernel: Kernel, nb, code: str, targets: list[str]) -> list
 
     Returns the targeted test cells that still pass (should be none).
     """
-    sources = {grade_id(c): c.source for c in nb.cells}
+    cells = {grade_id(c): c for c in nb.cells}
     solutions = [c.source for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
     assert kernel.run(code).ok, "the wrong answer itself does not run"
     try:
-        return [gid for gid in targets if kernel.run(sources[gid]).ok]
+        return [gid for gid in targets if kernel.run_test(cells[gid]).ok]
     finally:
         for src in solutions:
             assert kernel.run(src).ok

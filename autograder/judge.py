@@ -1,0 +1,284 @@
+"""Verdicts decided outside the student's process: observations in, points out.
+
+A graded test cell of a source notebook holds its *probe* (what runs in the sandboxed kernel:
+inputs, calls of the student's functions, ``leaklab.probe`` records) and, side by side in a
+hidden region, its *judge*::
+
+    with probe("a1_p1_commitment_hidden") as p:          # runs in the student's kernel
+        p["digest"] = commit(x, r)
+    ### BEGIN HIDDEN TESTS
+    ### BEGIN JUDGE
+    def judge(obs, ref):                                 # runs in the grader, never in the kernel
+        assert obs["digest"] == ref["digest"], "Com(x, r) must be SHA-256(r || enc(x))"
+    ### END JUDGE
+    ### END HIDDEN TESTS
+
+Before execution :class:`StripJudges` removes every judge region, so the kernel never sees
+a judge's code or the values it expects. After execution :class:`JudgeVerdicts` reads each
+cell's observations (schema ``leaklab.observations/1``, see ``leaklab.probe``), decodes them
+into exact types, and calls the cell's judge -- taken from the instructor's copy in the
+gradebook, never from the submission -- with the student's observations and the reference
+solution's (recorded the same way from ``source/`` by :mod:`autograder.reference`). The
+judge's verdict becomes the cell's only output that nbgrader scores: nothing the kernel
+printed or raised in a judged cell counts. A cell without a judge is scored by nbgrader's
+rule ("the cell raised nothing in the kernel"), which a determined student can fool: every
+graded cell of a hardened assignment must have one (``tests/test_judges.py`` checks).
+"""
+from __future__ import annotations
+
+import json
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Int, Unicode
+
+SCHEMA = "leaklab.observations/1"
+BEGIN, END = "### BEGIN JUDGE", "### END JUDGE"
+MAX_BYTES = 256 * 2**20            #: largest observation files of one cell the judge reads (bytes)
+_GRADE_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
+
+
+class ObservationError(Exception):
+    """A cell's observations are missing, malformed or incomplete; the message says which."""
+
+
+@dataclass(frozen=True)
+class Raised:
+    """A recorded exception: the probe's call raised ``name`` (a class name) with ``message``."""
+
+    name: str
+    message: str
+
+
+class Observations(dict):
+    """Decoded observations of one cell; a missing name raises :class:`ObservationError`."""
+
+    def __missing__(self, name):
+        raise ObservationError(f"the probe recorded no {name!r} (the test cell stopped early or was changed)")
+
+
+def split_judge(source: str) -> tuple[str, str | None]:
+    """``(source without the judge region, judge code or None)``; the region's marker lines are dropped."""
+    kept, judge, inside = [], [], False
+    for line in source.splitlines():
+        if BEGIN in line:
+            inside = True
+        elif END in line:
+            inside = False
+        elif inside:
+            judge.append(line)
+        else:
+            kept.append(line)
+    return "\n".join(kept), ("\n".join(judge) if judge else None)
+
+
+def _decode(value: Any, tensors: dict, depth: int = 0) -> Any:
+    if depth > 32:
+        raise ObservationError("observations nested deeper than 32 levels")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, list):
+        return [_decode(v, tensors, depth + 1) for v in value]
+    if isinstance(value, dict) and len(value) >= 1:
+        tag = next(iter(value))
+        body = value[tag]
+        if tag == "$bytes" and len(value) == 1 and isinstance(body, str):
+            try:
+                return bytes.fromhex(body)
+            except ValueError as err:
+                raise ObservationError(f"malformed $bytes: {err}") from None
+        if tag == "$float" and len(value) == 1 and body in ("nan", "inf", "-inf"):
+            return float(body)
+        if tag == "$dict" and len(value) == 1 and isinstance(body, dict):
+            return {str(k): _decode(v, tensors, depth + 1) for k, v in body.items()}
+        if tag == "$tensor" and len(value) == 1 and isinstance(body, str):
+            if body not in tensors:
+                raise ObservationError(f"tensor {body!r} is not in the safetensors file")
+            return tensors[body]
+        if tag == "$raised" and isinstance(body, str) and isinstance(value.get("message", ""), str):
+            return Raised(body, value.get("message", ""))
+    raise ObservationError(f"not a schema-1 value: {str(value)[:80]}")
+
+
+def read_observations(folder: Path, grade_id: str, max_bytes: int = MAX_BYTES) -> Observations:
+    """Read and decode ``<grade_id>.json`` (+ ``.safetensors``) from ``folder``.
+
+    Returns:
+        :class:`Observations` of exact types: None, bool, int, float, str, bytes, list, dict,
+        ``torch.Tensor`` and :class:`Raised`.
+
+    Raises:
+        ObservationError: no file, a file over ``max_bytes``, not JSON, another schema or cell,
+            a malformed value, an unreadable safetensors file.
+    """
+    if not _GRADE_ID.match(grade_id):
+        raise ObservationError(f"bad grade_id {grade_id!r}")
+    js, st = Path(folder) / f"{grade_id}.json", Path(folder) / f"{grade_id}.safetensors"
+    if not js.is_file() or js.is_symlink():
+        raise ObservationError("the test cell recorded no observations (it did not run to its probe, "
+                               "or it was blanked or rewritten)")
+    size = js.stat().st_size + (st.stat().st_size if st.is_file() else 0)
+    if size > max_bytes:
+        raise ObservationError(f"observations of {size} bytes exceed the limit of {max_bytes}")
+    try:
+        doc = json.loads(js.read_text(encoding="utf-8"), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except (ValueError, RecursionError, UnicodeDecodeError) as err:
+        raise ObservationError(f"observations are not valid JSON ({type(err).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or doc.get("cell") != grade_id \
+            or not isinstance(doc.get("values"), dict):
+        raise ObservationError(f"observations are not {SCHEMA} for cell {grade_id}")
+    tensors = {}
+    if st.is_file() and not st.is_symlink():
+        from safetensors.torch import load_file
+        try:
+            tensors = load_file(str(st))
+        except Exception as err:                     # safetensors raises its own SafetensorError
+            raise ObservationError(f"unreadable safetensors file ({type(err).__name__})") from None
+    return Observations({str(k): _decode(v, tensors) for k, v in doc["values"].items()})
+
+
+def judges_of(cells) -> dict[str, str]:
+    """grade_id -> judge code, for every nbformat cell that has one."""
+    out = {}
+    for cell in cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        _, code = split_judge(cell.source)
+        if gid and code:
+            out[gid] = code
+    return out
+
+
+def same(a: Any, b: Any, atol: float = 0.0, rtol: float = 0.0) -> bool:
+    """Strict equality of decoded observations: same types all the way down (``True`` is not
+    ``1``), lists of the same length, dicts with the same keys, tensors of the same dtype and
+    shape whose values agree within ``atol + rtol * |b|`` (exactly by default; NaNs never agree)."""
+    import torch
+
+    if isinstance(b, torch.Tensor):
+        if not isinstance(a, torch.Tensor) or a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        if atol == 0 and rtol == 0:
+            return bool(torch.equal(a, b))
+        return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol))
+    if type(a) is not type(b):
+        return False
+    if isinstance(b, float):
+        return abs(a - b) <= atol + rtol * abs(b)
+    if isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y, atol, rtol) for x, y in zip(a, b))
+    if isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k], atol, rtol) for k in b)
+    return a == b
+
+
+def run_judge(code: str, obs: Observations, ref: Observations) -> tuple[bool, str]:
+    """Run one judge in this (the grader's) process.
+
+    The judge code defines ``judge(obs, ref)`` and may use :func:`same` and :class:`Raised`
+    without importing them; it passes by returning, fails by raising
+    ``AssertionError`` (its message is the reason) or :class:`ObservationError`. Any other
+    exception also fails the cell (a malformed observation the judge did not expect) and is
+    reported with its type.
+
+    Returns:
+        ``(passed, reason)``; ``reason`` is ``""`` when passed.
+    """
+    namespace: dict[str, Any] = {"Raised": Raised, "ObservationError": ObservationError, "same": same}
+    exec(compile(code, "<judge>", "exec"), namespace)       # instructor code from the gradebook
+    try:
+        namespace["judge"](obs, ref)
+    except ObservationError as err:
+        return False, str(err)
+    except AssertionError as err:
+        return False, str(err) or "a hidden check failed"
+    except Exception as err:                                # noqa: BLE001 -- any crash is a failed test
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        return False, f"the observations could not be judged ({type(err).__name__}: {err}; judge line {last.lineno})"
+    return True, ""
+
+
+class StripJudges(NbGraderPreprocessor):
+    """Remove every judge region from every cell before the notebook reaches a kernel."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if BEGIN in cell.source:
+            cell.source = split_judge(cell.source)[0]
+        return cell, resources
+
+
+PASSED, FAILED = "JudgePassed", "JudgeFailed"
+
+
+def verdict_outputs(kept: list, passed: bool, reason: str) -> list:
+    """A judged cell's outputs: the kernel's displays and streams (never its errors or bare
+    results, which nbgrader would score), then the verdict -- an ``error`` output when failed."""
+    outputs = [o for o in kept if o.get("output_type") == "display_data"
+               or (o.get("output_type") == "stream" and o.get("name") == "stdout")]
+    if passed:
+        outputs.append(new_output("stream", name="stdout", text="[grader] passed\n"))
+    else:
+        outputs.append(new_output("error", ename=FAILED, evalue=reason, traceback=[f"{FAILED}: {reason}"]))
+    return outputs
+
+
+class JudgeVerdicts(NbGraderPreprocessor):
+    """After execution: decide every judged cell from its observations (runs in the grader).
+
+    Reads ``resources["leaklab"]["observations"]`` (the sandbox's observation folder, set by
+    :class:`autograder.sandbox.SandboxedExecute`) and the reference observations of the
+    assignment (computed once, cached by content hash: :func:`autograder.reference.reference_for`).
+    """
+
+    max_bytes = Int(MAX_BYTES, help="largest observation files of one cell (bytes)").tag(config=True)
+    reference_cache = Unicode("", help="folder of cached reference observations "
+                                       "(default: $LEAKLAB_CACHE_DIR/reference)").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook
+        from nbgrader.coursedir import CourseDirectory
+
+        from .reference import reference_for
+
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            judges = {sc.name: split_judge(sc.source)[1]
+                      for sc in gb.find_notebook(info["notebook"], info["assignment"]).source_cells}
+        judges = {gid: code for gid, code in judges.items() if code}
+        if not judges:
+            return nb, resources
+        coursedir = CourseDirectory(config=self.config)
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / f"{info['notebook']}.ipynb"
+        ref_dir = reference_for(info["assignment"], source, self.config, Path(self.reference_cache) if self.reference_cache else None)
+        folder = Path(resources.get("leaklab", {}).get("observations", "/nonexistent"))
+        verdicts = resources.setdefault("leaklab", {}).setdefault("verdicts", {})
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell.cell_type != "code" or gid not in judges:
+                continue
+            try:
+                passed, reason = run_judge(judges[gid], read_observations(folder, gid, self.max_bytes),
+                                           read_observations(ref_dir, gid, self.max_bytes))
+            except ObservationError as err:
+                passed, reason = False, str(err)
+            cell.outputs = verdict_outputs(cell.outputs, passed, reason)
+            verdicts[gid] = (passed, reason)
+        return nb, resources
+
+
+class RemoveScratch(NbGraderPreprocessor):
+    """Delete the sandbox's scratch folder once the verdicts are in."""
+
+    def preprocess(self, nb, resources):
+        import shutil
+
+        scratch = resources.get("leaklab", {}).get("scratch")
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return nb, resources

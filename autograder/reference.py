@@ -1,0 +1,131 @@
+"""The reference solution's observations: the instructor's source notebook, run the same way
+as a submission (sandboxed, judges stripped), once per content hash.
+
+The folder ``<cache>/<assignment>-<hash>/`` holds one schema-1 observation file per test
+cell; ``hash`` covers the source notebook's bytes, the library version and the grading
+environment, so editing a notebook, upgrading ``leaklab`` or changing the profile recomputes
+it. Only the grader writes the cache; no sandbox can see it. Before it is used, every judge
+must pass on the reference itself (``judge(ref, ref)``), so a broken judge or a broken
+source notebook stops grading with the cell named, before any student is graded.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from .judge import judges_of, read_observations, run_judge, split_judge
+
+#: Environment of every grading kernel (also the reference's): the ci profile (the hidden
+#: thresholds are set for it), no progress bars, no network look-ups, inline plots.
+GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
+               "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore"}
+
+
+def cache_root() -> Path:
+    """``$LEAKLAB_CACHE_DIR/../reference`` style location: ``~/.cache/leaklab/reference`` unless
+    ``LEAKLAB_REFERENCE_CACHE`` names another folder."""
+    env = os.environ.get("LEAKLAB_REFERENCE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "leaklab" / "reference"
+
+
+def lm_cache() -> Path:
+    """The language-model cache the kernels read (a5 trains its models once, in the reference run)."""
+    from leaklab.lm import cache_dir
+
+    return cache_dir()
+
+
+def data_dir() -> Path | None:
+    """The data folder the kernels may read: ``$LEAKLAB_DATA_DIR`` or ``~/.cache/leaklab`` if present."""
+    env = os.environ.get("LEAKLAB_DATA_DIR")
+    path = Path(env) if env else Path.home() / ".cache" / "leaklab"
+    return path.resolve() if path.is_dir() else None
+
+
+def kernel_env(lm_dir: Path | None = None) -> list[str]:
+    """``NAME=VALUE`` pairs for :attr:`SandboxKernelManager.kernel_env`."""
+    env = dict(GRADING_ENV)
+    env["LEAKLAB_CACHE_DIR"] = str(lm_dir or lm_cache())
+    if data_dir() is not None:
+        env["LEAKLAB_DATA_DIR"] = str(data_dir())
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def content_hash(source: Path) -> str:
+    """SHA-256 over the source notebook, the library version and :data:`GRADING_ENV`."""
+    import leaklab
+
+    h = hashlib.sha256(Path(source).read_bytes())
+    h.update(json.dumps({"leaklab": leaklab.__version__, "env": GRADING_ENV}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def run_notebook(nb, config, *, lm_dir: Path, rw: bool = False):
+    """Execute ``nb`` in a sandboxed kernel; returns ``(nb, resources)`` (scratch kept)."""
+    from .sandbox import SandboxedExecute
+
+    config = copy.deepcopy(config)
+    ro = [p for p in (data_dir(), None if rw else lm_dir) if p is not None and Path(p).exists()]
+    config.SandboxKernelManager.ro_paths = [str(p) for p in ro]
+    config.SandboxKernelManager.rw_paths = [str(lm_dir)] if rw else []
+    config.SandboxKernelManager.kernel_env = kernel_env(lm_dir)
+    ep = SandboxedExecute(config=config)
+    return ep.preprocess(nb, {"metadata": {"path": "."}})
+
+
+def reference_for(assignment: str, source: Path, config, cache: Path | None = None) -> Path:
+    """The folder of the reference observations of ``assignment`` (computed if missing).
+
+    Args:
+        assignment: the assignment id. source: the instructor's source notebook.
+        config: the traitlets config of the grading run (sandbox, limits, timeouts).
+        cache: where cached references live (default :func:`cache_root`).
+
+    Raises:
+        RuntimeError: the reference stopped early, or a judge fails on the reference itself
+            (the message names the cell and the reason).
+    """
+    folder = (cache or cache_root()) / f"{assignment}-{content_hash(source)[:16]}"
+    if (folder / "COMPLETE").exists():
+        return folder
+    nb = nbformat.read(str(source), as_version=4)
+    judges = judges_of(nb.cells)
+    for cell in nb.cells:
+        cell.source = split_judge(cell.source)[0]
+    lm = lm_cache()
+    lm.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="leaklab-reference-lm-") as tmp:
+        os.chmod(tmp, 0o777)                                 # the reference kernel fills a private LM cache
+        nb, res = run_notebook(nb, config, lm_dir=Path(tmp), rw=True)
+        for entry in Path(tmp).iterdir():                    # ...which the grader copies into the shared one
+            if not (lm / entry.name).exists() and not entry.name.startswith("."):
+                shutil.copytree(entry, lm / entry.name, symlinks=False)
+    scratch = Path(res["leaklab"]["scratch"])
+    try:
+        if res["leaklab"].get("stopped"):
+            raise RuntimeError(f"the reference solution of {assignment} stopped early: {res['leaklab']['stopped']}")
+        obs = scratch / "observations"
+        for gid, code in judges.items():
+            try:
+                ref = read_observations(obs, gid)
+            except Exception as err:
+                raise RuntimeError(f"the reference solution of {assignment} recorded nothing usable for {gid}: {err}") from None
+            ok, why = run_judge(code, ref, ref)
+            if not ok:
+                raise RuntimeError(f"the reference solution of {assignment} fails its own judge {gid}: {why}")
+        tmp_folder = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(tmp_folder, ignore_errors=True)
+        shutil.copytree(obs, tmp_folder)
+        (tmp_folder / "COMPLETE").write_text("ok\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp_folder.rename(folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder

@@ -1,0 +1,275 @@
+"""The student's kernel in a bubblewrap sandbox, driven by nbgrader's own Execute step.
+
+Why bubblewrap: it is Debian's maintained, setuid-free sandbox tool (Flatpak's), it needs no
+daemon, and it builds exactly the view we want from mount, PID, network, IPC and UTS
+namespaces in one command. Each kernel gets:
+
+- an unprivileged user: bwrap runs as root only to build the namespaces, then ``setpriv``
+  switches to a uid of its own (``61000 + n``), clears every capability, supplementary group
+  and the bounding set, and sets ``no_new_privs``;
+- no network: a network namespace of its own with only loopback (nothing outside the sandbox
+  can be reached); the kernel's messages travel over ZeroMQ ``ipc`` sockets in its scratch
+  folder, not TCP;
+- a read-only view of the interpreter, the virtual environment, the ``leaklab`` library and
+  the data folders; ``/usr`` read-only; no ``/home``, no ``/root``, no course folder, no
+  ``source/``, no gradebook, no other submission, no grader output;
+- one writable folder, its scratch (``home``, ``work`` = the notebook's cwd, ``tmp``,
+  ``observations``), deleted after grading;
+- limits (``prlimit``): address space, CPU time, processes, open files, file size; the
+  grader adds the total output and the per-cell and per-notebook wall time, and kills the
+  whole process tree (the PID namespace) at any of them.
+
+:class:`SandboxedExecute` is nbgrader's ``Execute`` with this kernel manager, the limits,
+and a verdict for the cells a dead or killed kernel never ran; the configuration in
+``nbgrader_config.py`` makes ``nbgrader autograde`` use it as well.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from nbformat.v4 import new_output
+from traitlets import Bool, Integer, List, Unicode, default
+
+from nbgrader.preprocessors import Execute
+
+UID_BASE = 61000                      #: sandbox uids are UID_BASE + (grader pid % 1000)
+LIMIT_NOTICE = "LimitExceeded"
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces here; the message says what to do."""
+
+
+def check_bwrap() -> str:
+    """Path of a working ``bwrap``.
+
+    Raises:
+        SandboxUnavailable: not installed, or it cannot create the namespaces (e.g. inside a
+            container that forbids them); the message names the fix.
+    """
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed, so student code cannot be sandboxed. "
+                                 "Install it (Debian/Ubuntu: `sudo apt-get install bubblewrap`; Fedora: "
+                                 "`sudo dnf install bubblewrap`), or pass --unsafe-no-sandbox for a trusted local run.")
+    probe = subprocess.run([path, "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise SandboxUnavailable(f"bwrap cannot create namespaces here ({probe.stderr.strip()[:200]}); run the grader "
+                                 "as root or enable unprivileged user namespaces, or pass --unsafe-no-sandbox "
+                                 "for a trusted local run.")
+    return path
+
+
+def _system_ro_paths() -> list[str]:
+    """What any Python kernel needs to read: the interpreter, the venv, the library, /usr."""
+    import leaklab
+
+    paths = {sys.prefix, sys.base_prefix, os.path.realpath(sys.executable),
+             str(Path(leaklab.__file__).resolve().parent)}
+    for extra in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/ssl",
+                  "/etc/ca-certificates", "/etc/alternatives", "/etc/fonts", "/etc/mime.types"):
+        if os.path.exists(extra):
+            paths.add(extra)
+    return sorted(paths)
+
+
+def _mount_points(paths: list[str]) -> list[str]:
+    """``--dir`` arguments (mode 0755) for every ancestor of ``paths`` that no bind provides
+    (bwrap would otherwise create them 0700, out of the unprivileged uid's reach)."""
+    fixed = {"/", "/usr", "/proc", "/dev", "/tmp"}
+    covered = lambda d: any(d == p or d.startswith(p.rstrip("/") + "/") for p in paths + ["/usr", "/proc", "/dev"])
+    dirs = set()
+    for p in paths:
+        for parent in Path(p).parents:
+            d = str(parent)
+            if d not in fixed and not covered(d):
+                dirs.add(d)
+    args = []
+    for d in sorted(dirs, key=lambda d: d.count("/")):
+        args += ["--perms", "0755", "--dir", d]
+    return args
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager that starts the kernel inside bubblewrap, speaking over ipc sockets.
+
+    Set :attr:`scratch` (the sandbox's only writable folder) before starting the kernel.
+    """
+
+    scratch = Unicode("", help="the kernel's scratch folder (created and owned by the sandbox uid)").tag(config=True)
+    sandbox = Bool(True, help="False runs the kernel unsandboxed (--unsafe-no-sandbox)").tag(config=True)
+    ro_paths = List(Unicode(), help="extra folders the kernel may read (data)").tag(config=True)
+    rw_paths = List(Unicode(), help="extra folders the kernel may write (only for the reference run)").tag(config=True)
+    kernel_env = List(Unicode(), help="NAME=VALUE pairs of the kernel's environment").tag(config=True)
+    memory_bytes = Integer(8 * 2**30, help="address-space limit (bytes)").tag(config=True)
+    cpu_seconds = Integer(3600, help="CPU-time limit of the kernel (seconds)").tag(config=True)
+    processes = Integer(512, help="process/thread limit of the sandbox uid").tag(config=True)
+    open_files = Integer(1024, help="open-file limit").tag(config=True)
+    file_bytes = Integer(2**30, help="largest file the kernel may write (bytes)").tag(config=True)
+    uid = Integer(UID_BASE + os.getpid() % 1000, help="uid of the sandboxed kernel").tag(config=True)
+
+    @default("kernel_env")
+    def _default_env(self):
+        from .reference import kernel_env
+
+        return kernel_env()
+
+    @default("ro_paths")
+    def _default_ro(self):
+        from .reference import data_dir, lm_cache
+
+        return [str(p) for p in (data_dir(), lm_cache()) if p is not None and p.is_dir()]
+
+    def _layout(self) -> dict[str, Path]:
+        root = Path(self.scratch)
+        return {k: root / k for k in ("home", "work", "tmp", "observations", "ipc")}
+
+    def _env(self) -> dict[str, str]:
+        dirs = self._layout()
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(dirs["home"]),
+               "TMPDIR": str(dirs["tmp"]), "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8",
+               "PYTHONNOUSERSITE": "1", "MPLCONFIGDIR": str(dirs["home"] / ".matplotlib"),
+               "LEAKLAB_OBSERVATIONS": str(dirs["observations"])}
+        env.update(dict(kv.split("=", 1) for kv in self.kernel_env))
+        return env
+
+    def _wrap(self, cmd: list[str]) -> list[str]:
+        limits = ["prlimit", f"--as={self.memory_bytes}", f"--cpu={self.cpu_seconds}", f"--nproc={self.processes}",
+                  f"--nofile={self.open_files}", f"--fsize={self.file_bytes}", "--core=0", "--"]
+        if not self.sandbox:
+            return limits + cmd
+        b = [check_bwrap(), "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
+             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+             "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", "/tmp"]
+        for link in ("bin", "lib", "lib64", "sbin"):
+            if os.path.islink(f"/{link}"):
+                b += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
+            elif os.path.isdir(f"/{link}"):
+                b += ["--ro-bind", f"/{link}", f"/{link}"]
+        binds = [("--ro-bind", p) for p in _system_ro_paths() + list(self.ro_paths)]
+        binds += [("--bind", p) for p in [self.scratch] + list(self.rw_paths)]
+        b += _mount_points([p for _, p in binds])
+        for flag, p in sorted(binds, key=lambda fp: fp[1].count("/")):
+            b += [flag, p, p]
+        b += ["--chdir", str(self._layout()["work"]), "--clearenv"]
+        for k, v in self._env().items():
+            b += ["--setenv", k, v]
+        drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs", "--"]
+        return b + drop + limits + cmd
+
+    async def _async_pre_start_kernel(self, **kw):
+        if not self.scratch:
+            raise RuntimeError("SandboxKernelManager.scratch must be set before the kernel starts")
+        dirs = self._layout()
+        for d in dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        self.transport = "ipc"
+        self.ip = str(dirs["ipc"] / "kernel")
+        self.connection_file = str(dirs["ipc"] / "connection.json")
+        self.kernel_spec.interrupt_mode = "message"            # signals do not cross the PID namespace
+        kw["cwd"] = str(dirs["work"])
+        kw["env"] = self._env()
+        log = open(Path(self.scratch) / "kernel.log", "ab")      # the kernel's own fd 1/2, capped by --fsize
+        kw["stdout"] = kw["stderr"] = log
+        kw["stdin"] = subprocess.DEVNULL
+        cmd, kw = await super()._async_pre_start_kernel(**kw)
+        if self.sandbox:
+            for path in [Path(self.scratch), *Path(self.scratch).rglob("*")]:
+                os.chown(path, self.uid, self.uid)
+        return self._wrap(cmd), kw
+
+
+class SandboxLimit(Exception):
+    """A limit of the sandbox stopped the kernel; the message says which."""
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's Execute with the kernel in :class:`SandboxKernelManager`.
+
+    Adds the total-output limit and the per-notebook wall-time limit, kills the kernel (the
+    whole PID namespace) at a cell's time limit instead of interrupting it, and when a limit
+    or a crash ends the kernel early it gives every cell that did not run an error output
+    saying why -- so that student is graded on the cells that ran and everyone else goes on.
+    The observation folder is handed on in ``resources["leaklab"]["observations"]``.
+    """
+
+    sandbox = Bool(True, help="run the kernel in bubblewrap (False: --unsafe-no-sandbox)").tag(config=True)
+    scratch_root = Unicode("", help="where scratch folders are made (default: the system temp dir)").tag(config=True)
+    notebook_timeout = Integer(3600, help="wall-time limit of a whole notebook (seconds)").tag(config=True)
+    max_output_bytes = Integer(64 * 2**20, help="total output a notebook may send (bytes)").tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        km.scratch = self._scratch
+        km.sandbox = self.sandbox
+        return km
+
+    def _stop(self, why: str) -> None:
+        if self._limit is None:
+            self._limit = why
+        km = getattr(self, "km", None)
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()                                        # bwrap dies -> the PID namespace dies
+
+    def output(self, outs, msg, display_id, cell_index):
+        self._output_bytes += len(json.dumps(msg.get("content", {}), default=str))
+        if self._output_bytes > self.max_output_bytes:
+            self._stop(f"the notebook printed more than {self.max_output_bytes // 2**20} MiB of output")
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self._stop(f"a cell ran longer than its {timeout} s limit")
+        raise SandboxLimit(self._limit)
+
+    def preprocess(self, nb, resources, km=None):
+        check_bwrap() if self.sandbox else None
+        base = self.scratch_root or None
+        self._scratch = tempfile.mkdtemp(prefix="leaklab-sandbox-", dir=base)
+        os.chmod(self._scratch, 0o700)
+        self._limit, self._output_bytes, self._done = None, 0, set()
+        resources.setdefault("leaklab", {})["observations"] = str(Path(self._scratch) / "observations")
+        resources["leaklab"]["scratch"] = self._scratch
+        timer = threading.Timer(self.notebook_timeout,
+                                lambda: self._stop(f"the notebook ran longer than its {self.notebook_timeout} s limit"))
+        timer.daemon = True
+        timer.start()
+        started = time.monotonic()
+        try:
+            nb, resources = super().preprocess(nb, resources, km=km)
+        except Exception as err:                                # DeadKernelError, SandboxLimit, CellTimeoutError ...
+            why = self._limit or f"the kernel stopped ({type(err).__name__}: {str(err)[:200]})"
+            self._mark_not_run(nb, why)
+            resources["leaklab"]["stopped"] = why
+        finally:
+            timer.cancel()
+            resources["leaklab"]["seconds"] = time.monotonic() - started
+        return nb, resources
+
+    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
+        result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        self._done.add(cell_index)
+        return result
+
+    def _mark_not_run(self, nb, why: str) -> None:
+        """Every code cell that did not finish (the one running included) gets an error output naming the limit."""
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and i not in self._done:
+                cell.outputs = [new_output("error", ename=LIMIT_NOTICE, evalue=why,
+                                           traceback=[f"{LIMIT_NOTICE}: not run: {why}"])]
