@@ -12,13 +12,23 @@ SHARED_DATA := $(abspath ../shared/data)
 DATA_ENV := $(if $(LEAKLAB_DATA_DIR),,$(if $(wildcard $(SHARED_DATA)),LEAKLAB_DATA_DIR=$(SHARED_DATA)))
 TEST_ENV := LEAKLAB_PROFILE=ci LEAKLAB_PROGRESS=0 HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(DATA_ENV)
 
-.PHONY: demo test release bench venv clean
+# Student code is graded inside bubblewrap (Debian/Ubuntu package `bubblewrap`). `make test`
+# installs it with apt-get when it is missing and we are root (as in CI); `make demo` without
+# it grades unsandboxed and says so loudly.
+BWRAP := $(shell command -v bwrap)
+
+.PHONY: demo test release bench venv clean sandbox-tool
 
 demo: $(STAMP)
-	$(DATA_ENV) $(BIN)/python -W ignore -m autograder demo $(if $(A),-a $(A))
+	$(DATA_ENV) $(BIN)/python -W ignore -m autograder demo $(if $(A),-a $(A)) $(if $(BWRAP),,--unsafe-no-sandbox)
 
-test: $(STAMP)
+test: $(STAMP) sandbox-tool
 	$(TEST_ENV) $(BIN)/python -m pytest tests -ra
+
+sandbox-tool:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null); } || \
+	  { echo "bubblewrap (bwrap) is missing: install it (sudo apt-get install bubblewrap) to grade sandboxed"; exit 1; }
 
 release: $(STAMP)
 	$(BIN)/python -W ignore -m autograder release

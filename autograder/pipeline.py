@@ -33,7 +33,9 @@ class GradeResult:
 
     auto_score / auto_max: points of the automatically graded test cells; manual_pending:
     points of written answers that await a human (0 when the answer was left blank);
-    cells: grade_id -> (score, max) for every graded cell; error: why grading failed;
+    cells: grade_id -> (score, max) for every graded cell; reasons: grade_id -> why a test
+    cell earned 0 (the judge's message, the limit that stopped the kernel, or the error);
+    error: why grading failed;
     warning: something the instructor should see although the grade stands (no feedback).
     """
 
@@ -43,6 +45,7 @@ class GradeResult:
     auto_max: float | None = None
     manual_pending: float | None = None
     cells: dict[str, tuple[float | None, float]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     feedback: Path | None = None
     warning: str | None = None
@@ -195,21 +198,31 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
             else:
                 results.append(_grade_one(api, course, out_dir, student, a, where, sources))
     write_csv(results, out_dir / "grades.csv")
+    write_verdicts(results, out_dir / "verdicts.csv")
     return results
 
 
-def _stopped(course: Path, student: str, a: str) -> str | None:
-    """Why the sandbox stopped this student's kernel early, if it did (from the autograded notebook)."""
+def _outcomes(course: Path, student: str, a: str) -> tuple[dict[str, str], str | None]:
+    """From the autograded notebook: grade_id -> reason of every failed test cell, and why the
+    sandbox stopped the kernel early (None if it did not)."""
+    from .judge import FAILED
     from .sandbox import LIMIT_NOTICE
 
     path = course / "autograded" / student / a / f"{a}.ipynb"
+    reasons, stopped = {}, None
     if not path.exists():
-        return None
+        return reasons, stopped
     for cell in nbformat.read(str(path), as_version=4).cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         for o in cell.get("outputs", []):
-            if o.get("output_type") == "error" and o.get("ename") == LIMIT_NOTICE:
-                return f"stopped early, later cells score 0: {o.get('evalue')}"
-    return None
+            if o.get("output_type") != "error":
+                continue
+            if o.get("ename") == LIMIT_NOTICE and stopped is None:
+                stopped = f"stopped early, later cells score 0: {o.get('evalue')}"
+            if gid and cell.metadata["nbgrader"].get("grade") and gid not in reasons:
+                why = o.get("evalue") if o.get("ename") in (FAILED, LIMIT_NOTICE) else f"{o.get('ename')}: {o.get('evalue')}"
+                reasons[gid] = str(why)[:300]
+    return reasons, stopped
 
 
 def _grade_one(api, course: Path, out_dir: Path, student: str, a: str, where: Path,
@@ -227,7 +240,7 @@ def _grade_one(api, course: Path, out_dir: Path, student: str, a: str, where: Pa
     if not res["success"]:
         return GradeResult(student, a, error=_reason(res))
     result = _scores(course, student, a)
-    result.warning = _stopped(course, student, a)
+    result.reasons, result.warning = _outcomes(course, student, a)
     fb = api.generate_feedback(a, student, force=True)
     html = course / "feedback" / student / a / f"{a}.html"
     if fb["success"] and html.exists():
@@ -256,6 +269,19 @@ def write_csv(results: list[GradeResult], path: Path) -> None:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         w.writerows(_row(r) for r in results)
+
+
+def write_verdicts(results: list[GradeResult], path: Path) -> None:
+    """One row per graded cell: assignment, student, cell, points, max, and why it earned 0."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["assignment", "student", "cell", "points", "max", "reason"])
+        for r in sorted(results, key=lambda r: (r.assignment, r.student)):
+            for gid, (score, most) in sorted(r.cells.items()):
+                points = "" if score is None else f"{score:g}"
+                w.writerow([r.assignment, r.student, gid, points, f"{most:g}",
+                            r.reasons.get(gid, "") if score == 0 else ("awaiting manual grading" if score is None else "")])
 
 
 def format_table(results: list[GradeResult]) -> str:

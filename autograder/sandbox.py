@@ -262,9 +262,9 @@ class SandboxedExecute(Execute):
             resources["leaklab"]["seconds"] = time.monotonic() - started
         return nb, resources
 
-    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
-        result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
-        self._done.add(cell_index)
+    def preprocess_cell(self, cell, resources, index):
+        result = super().preprocess_cell(cell, resources, index)
+        self._done.add(index)
         return result
 
     def _mark_not_run(self, nb, why: str) -> None:
