@@ -18,8 +18,9 @@ from autograder.submissions import read_submission
 from kernel import grade_id, is_test, read
 from leaklab.probe import probe
 
-#: Assignments whose every graded test cell is decided by a judge outside the kernel.
-HARDENED = ["a1_watermarking"]
+#: Assignments whose every graded test cell is decided by a judge outside the kernel: all of them.
+HARDENED = ["a1_watermarking", "a2_query_extraction", "a3_membership_inference", "a4_model_inversion",
+            "a5_gpt2_extraction"]
 
 
 @dataclasses.dataclass
@@ -137,6 +138,12 @@ def test_split_judge_cuts_the_region_out():
     assert split_judge("x = 1") == ("x = 1", None)
 
 
+def test_every_assignment_is_hardened(repo):
+    from autograder.pipeline import assignments_in
+
+    assert assignments_in(repo / "source") == HARDENED
+
+
 @pytest.mark.parametrize("assignment", HARDENED)
 def test_every_test_cell_of_a_hardened_assignment_has_a_judge(repo, assignment):
     src = read(repo / "source" / assignment / f"{assignment}.ipynb")
@@ -150,7 +157,7 @@ def test_every_test_cell_of_a_hardened_assignment_has_a_judge(repo, assignment):
         assert f'probe("{grade_id(cell)}")' in kernel, f"{grade_id(cell)} records no observations under its grade_id"
         assert "### BEGIN JUDGE" in cell.source.split("### BEGIN HIDDEN TESTS", 1)[1], \
             f"{grade_id(cell)}: the judge must sit inside a hidden region (cut from the release)"
-    assert "BEGIN JUDGE" not in rel and "def judge(" not in rel
+    assert "BEGIN JUDGE" not in rel and "def judge(obs, ref)" not in rel
 
 
 def test_submitted_metadata_tags_and_extra_cells_are_not_trusted(repo, tmp_path):
