@@ -1,7 +1,11 @@
-"""The grading pipeline: release, grade (collect, sanitise, autograde, feedback, export), demo.
+"""The grading pipeline: release, grade (collect, rebuild, autograde, feedback, export), demo.
 
 Driven through nbgrader's Python API (``NbGraderAPI``), which is far faster than one
-CLI process per step.
+CLI process per step. Trusted grading lives in nbgrader's own extension points, configured in
+``nbgrader_config.py``: each submission is rebuilt from the source (``submissions.py``), its
+kernel runs in a bubblewrap sandbox (``sandbox.py``), and every test cell is decided in this
+process by its judge from the kernel's recorded observations against the reference solution's
+(``judge.py``, ``reference.py``); feedback is redacted (``feedback.py``).
 """
 from __future__ import annotations
 

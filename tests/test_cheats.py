@@ -25,6 +25,7 @@ import pytest
 
 from autograder.judge import BEGIN as JUDGE_BEGIN
 from autograder.judge import END as JUDGE_END
+from autograder.judge import split_judge
 from kernel import grade_id, read
 
 A = "a1_watermarking"
@@ -110,8 +111,9 @@ subprocess.Popen([sys.executable, "-c", """
 import os, time
 end = time.time() + 600
 while time.time() < end:
-    for d, _, files in os.walk("/"):
-        if d.startswith(("/proc", "/sys")):
+    for d, subs, files in os.walk("/"):
+        if d.startswith(("/proc", "/sys", "/usr")):
+            subs[:] = []
             continue
         for f in files:
             if f == "grades.csv":
@@ -119,7 +121,7 @@ while time.time() < end:
                     open(os.path.join(d, f), "w").write("hacked")
                 except OSError:
                     pass
-    time.sleep(0.5)
+    time.sleep(2)
 """], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 ''',
     "kills_the_grading_run": '''
@@ -226,11 +228,14 @@ def _metadata_forged(nb):
     return nb
 
 
-def _without_demo_cells(nb):
-    """The release without its "Try it" / "Run it for real" cells (ungraded experiments a student may
-    delete): the cheats keep every graded cell, the set-up and the definitions, and grade in ~30 s each."""
+def _slim(nb):
+    """The release as a minimal cheat hands it in: the set-up cells, the markdown and every cell nbgrader
+    marks (the grader re-inserts any test cell a student deletes); the ungraded experiments and
+    definitions are gone, so each cheat grades in ~25 s."""
     nb = nbformat.from_dict(nbformat.reads(nbformat.writes(nb), as_version=4))
-    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and c.source.lstrip().startswith(("# Try it", "# Run it")))]
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    nb.cells = [c for i, c in enumerate(nb.cells)
+                if c.cell_type != "code" or i in code[:2] or c.metadata.get("nbgrader")]
     return nb
 
 
@@ -238,7 +243,7 @@ def _without_demo_cells(nb):
 def batch(repo, tmp_path_factory):
     from autograder.pipeline import grade
 
-    release = _without_demo_cells(read(repo / "release" / A / f"{A}.ipynb"))
+    release = _slim(read(repo / "release" / A / f"{A}.ipynb"))
     cheats = {f"cheat_{name}": _with_cell(release, code) for name, code in HOOKS.items()}
     cheats["cheat_always_equal_objects"] = _answers_replaced(release, ALWAYS_EQUAL)
     cheats["cheat_frame_inspection"] = _answers_replaced(release, FRAME_THIEF)
@@ -302,6 +307,8 @@ def test_no_judge_or_expected_value_leaves_through_the_feedback(batch, repo):
             block = text.split(JUDGE_BEGIN, 1)[1].split(JUDGE_END, 1)[0]
             judge_lines |= {ln.strip() for ln in block.splitlines() if len(ln.strip()) > 25}
             text = text.split(JUDGE_END, 1)[1]
+    public = "\n".join(split_judge(c.source)[0] for c in src.cells)      # what the kernel sees anyway
+    judge_lines = {ln for ln in judge_lines if ln not in public}
     assert len(judge_lines) > 30
     page = html.unescape(results["cheat_smuggles_every_cell_out_through_feedback"].feedback.read_text())
     blobs = re.findall(r"LEAK:([A-Za-z0-9+/=]+)", page)
