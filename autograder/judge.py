@@ -107,6 +107,10 @@ def _decode(value: Any, tensors: dict, depth: int = 0) -> Any:
     raise ObservationError(f"not a schema-1 value: {str(value)[:80]}")
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON (the schema writes non-finite floats as $float)")
+
+
 def read_observations(folder: Path, grade_id: str, max_bytes: int = MAX_BYTES) -> Observations:
     """Read and decode ``<grade_id>.json`` (+ ``.safetensors``) from ``folder``.
 
@@ -128,7 +132,7 @@ def read_observations(folder: Path, grade_id: str, max_bytes: int = MAX_BYTES) -
     if size > max_bytes:
         raise ObservationError(f"observations of {size} bytes exceed the limit of {max_bytes}")
     try:
-        doc = json.loads(js.read_text(encoding="utf-8"), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        doc = json.loads(js.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as err:
         raise ObservationError(f"observations are not valid JSON ({type(err).__name__})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or doc.get("cell") != grade_id \
