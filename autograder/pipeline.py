@@ -179,7 +179,7 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
         SandboxUnavailable: ``sandbox`` and bubblewrap is missing or cannot run here.
         RuntimeError: the reference solution fails its own judges (grading stops before anyone).
     """
-    from .reference import reference_for
+    from .reference import lm_cache, readable, reference_for
     from .sandbox import check_bwrap
 
     if sandbox:
@@ -194,6 +194,7 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
         _prepare_course(course, source_dir, used)
         sources = {a: nbformat.read(str(source_dir / a / f"{a}.ipynb"), as_version=4) for a in sorted(known)}
         api = _api(course, timeout, sandbox)
+        readable(lm_cache())                                 # a5's trained models, read by every kernel
         for a in used:
             reference_for(a, course / "source" / a / f"{a}.ipynb", api.config)
         for student, a, where, problem in found:

@@ -58,6 +58,16 @@ def kernel_env(lm_dir: Path | None = None) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
+def readable(folder: Path) -> None:
+    """Make a cache the sandboxed kernels read world-readable (its entries are written 0700 by
+    ``tempfile.mkdtemp``, out of the sandbox uid's reach); nothing in it is secret."""
+    if not folder.is_dir():
+        return
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
 def content_hash(source: Path) -> str:
     """SHA-256 over the source notebook, the library version and :data:`GRADING_ENV`."""
     import leaklab
@@ -107,6 +117,7 @@ def reference_for(assignment: str, source: Path, config, cache: Path | None = No
         for entry in Path(tmp).iterdir():                    # ...which the grader copies into the shared one
             if not (lm / entry.name).exists() and not entry.name.startswith("."):
                 shutil.copytree(entry, lm / entry.name, symlinks=False)
+    readable(lm)
     scratch = Path(res["leaklab"]["scratch"])
     try:
         if res["leaklab"].get("stopped"):
