@@ -21,14 +21,15 @@ from typing import Iterator
 
 import nbformat
 
+from .reference import GRADING_ENV
 from .submissions import SubmissionError, collect, find_notebook, read_submission
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
 
-#: Environment of the grader's own process (the judges load data and build models in it).
-GRADER_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
-              "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+#: Environment of the grader's own process (the judges load data and build models in it): the
+#: kernels' environment, with a non-interactive plotting backend.
+GRADER_ENV = {**GRADING_ENV, "MPLBACKEND": "Agg"}
 
 
 @dataclass
