@@ -20,7 +20,12 @@ into exact types, and calls the cell's judge -- taken from the instructor's copy
 gradebook, never from the submission -- with the student's observations and the reference
 solution's (recorded the same way from ``source/`` by :mod:`autograder.reference`). The
 judge's verdict becomes the cell's only output that nbgrader scores: nothing the kernel
-printed or raised in a judged cell counts. A cell without a judge is scored by nbgrader's
+printed or raised in a judged cell counts.
+
+A cell whose probe hands the student's code a prediction API also has an *oracle region*
+(``### BEGIN ORACLE`` ... ``### END ORACLE``) that declares the victim; it is cut out with the
+judge and runs in the grader's :class:`autograder.oracle.OracleServer`, and the judge reads
+the oracle's log as ``obs.oracle(name)`` and its victim as ``victim(name)``. A cell without a judge is scored by nbgrader's
 rule ("the cell raised nothing in the kernel"), which a determined student can fool: every
 graded cell of a hardened assignment must have one (``tests/test_judges.py`` checks).
 """
@@ -39,6 +44,7 @@ from traitlets import Int, Unicode
 
 SCHEMA = "leaklab.observations/1"
 BEGIN, END = "### BEGIN JUDGE", "### END JUDGE"
+ORACLE_BEGIN, ORACLE_END = "### BEGIN ORACLE", "### END ORACLE"     #: victims served by the grader (autograder/oracle.py)
 MAX_BYTES = 256 * 2**20            #: largest observation files of one cell the judge reads (bytes)
 _GRADE_ID = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 
@@ -56,25 +62,58 @@ class Raised:
 
 
 class Observations(dict):
-    """Decoded observations of one cell; a missing name raises :class:`ObservationError`."""
+    """Decoded observations of one cell; a missing name raises :class:`ObservationError`.
+
+    ``obs.oracle(name)`` is the grader's own log of what the cell asked of victim ``name``
+    (:class:`autograder.oracle.OracleLog`: queries answered, refusals, request sizes, APIs
+    opened, inputs if recorded) -- the only query counts a judge may trust.
+    """
+
+    oracle: Any = None
 
     def __missing__(self, name):
         raise ObservationError(f"the probe recorded no {name!r} (the test cell stopped early or was changed)")
 
 
-def split_judge(source: str) -> tuple[str, str | None]:
-    """``(source without the judge region, judge code or None)``; the region's marker lines are dropped."""
-    kept, judge, inside = [], [], False
+def split_region(source: str, begin: str = BEGIN, end: str = END) -> tuple[str, str | None]:
+    """``(source without the region, the region's code or None)``; the marker lines are dropped."""
+    kept, region, inside = [], [], False
     for line in source.splitlines():
-        if BEGIN in line:
+        if begin in line:
             inside = True
-        elif END in line:
+        elif end in line:
             inside = False
         elif inside:
-            judge.append(line)
+            region.append(line)
         else:
             kept.append(line)
-    return "\n".join(kept), ("\n".join(judge) if judge else None)
+    return "\n".join(kept), ("\n".join(region) if region else None)
+
+
+def split_judge(source: str) -> tuple[str, str | None]:
+    """``(source without the judge region, judge code or None)``; the region's marker lines are dropped."""
+    return split_region(source, BEGIN, END)
+
+
+def split_oracle(source: str) -> tuple[str, str | None]:
+    """``(source without the oracle region, oracle code or None)``."""
+    return split_region(source, ORACLE_BEGIN, ORACLE_END)
+
+
+def oracle_code(source: str) -> str | None:
+    """The code the grader's oracle runs for a cell: the cell's top-level ``import`` and
+    ``from ... import`` lines (an oracle region runs with the cell's imports), then its oracle
+    region; ``None`` if the cell has no oracle region."""
+    rest, region = split_oracle(source)
+    if region is None:
+        return None
+    imports = [line for line in split_judge(rest)[0].splitlines() if line.startswith(("import ", "from "))]
+    return "\n".join(imports + [region])
+
+
+def kernel_source(source: str) -> str:
+    """What the kernel may see of a cell: the source without its judge and oracle regions."""
+    return split_oracle(split_judge(source)[0])[0]
 
 
 def _decode(value: Any, tensors: dict, depth: int = 0) -> Any:
@@ -150,13 +189,37 @@ def read_observations(folder: Path, grade_id: str, max_bytes: int = MAX_BYTES) -
 
 def judges_of(cells) -> dict[str, str]:
     """grade_id -> judge code, for every nbformat cell that has one."""
+    return _regions_of(cells, split_judge)
+
+
+def oracles_of(cells) -> dict[str, str]:
+    """grade_id -> oracle-region code, for every graded nbformat cell that has one."""
+    return _regions_of(cells, lambda src: (src, oracle_code(src)))
+
+
+def _regions_of(cells, split) -> dict[str, str]:
     out = {}
     for cell in cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        _, code = split_judge(cell.source)
-        if gid and code:
-            out[gid] = code
+        nbg = cell.metadata.get("nbgrader", {})
+        _, code = split(cell.source)
+        if nbg.get("grade_id") and nbg.get("grade") and not nbg.get("solution") and code:
+            out[nbg["grade_id"]] = code
     return out
+
+
+def gradebook_sources(resources) -> dict[str, str]:
+    """grade_id -> the instructor's source of every test cell (graded, not an answer) of the
+    notebook being graded, from nbgrader's gradebook (never from the submission); ``{}``
+    outside nbgrader."""
+    info = resources.get("nbgrader")
+    if not info or "db_url" not in info:
+        return {}
+    from nbgrader.api import Gradebook
+
+    with Gradebook(info["db_url"]) as gb:
+        nb = gb.find_notebook(info["notebook"], info["assignment"])
+        tests = {c.name for c in nb.grade_cells} - {c.name for c in nb.solution_cells}
+        return {sc.name: sc.source for sc in nb.source_cells if sc.name in tests}
 
 
 def same(a: Any, b: Any, atol: float = 0.0, rtol: float = 0.0) -> bool:
@@ -182,11 +245,12 @@ def same(a: Any, b: Any, atol: float = 0.0, rtol: float = 0.0) -> bool:
     return a == b
 
 
-def run_judge(code: str, obs: Observations, ref: Observations) -> tuple[bool, str]:
+def run_judge(code: str, obs: Observations, ref: Observations, victim=None) -> tuple[bool, str]:
     """Run one judge in this (the grader's) process.
 
-    The judge code defines ``judge(obs, ref)`` and may use :func:`same` and :class:`Raised`
-    without importing them; it passes by returning, fails by raising
+    The judge code defines ``judge(obs, ref)`` and may use :func:`same`, :class:`Raised` and
+    ``victim(name)`` (the grader's copy of a victim declared in an oracle region, from
+    ``victim``: a callable name -> ``nn.Module``) without importing them; it passes by returning, fails by raising
     ``AssertionError`` (its message is the reason) or :class:`ObservationError`. Any other
     exception also fails the cell (a malformed observation the judge did not expect) and is
     reported with its type.
@@ -194,7 +258,11 @@ def run_judge(code: str, obs: Observations, ref: Observations) -> tuple[bool, st
     Returns:
         ``(passed, reason)``; ``reason`` is ``""`` when passed.
     """
-    namespace: dict[str, Any] = {"Raised": Raised, "ObservationError": ObservationError, "same": same}
+    def no_victim(name):
+        raise ObservationError(f"no oracle serves victim {name!r} in this run")
+
+    namespace: dict[str, Any] = {"Raised": Raised, "ObservationError": ObservationError, "same": same,
+                                 "victim": victim or no_victim}
     exec(compile(code, "<judge>", "exec"), namespace)       # instructor code from the gradebook
     try:
         namespace["judge"](obs, ref)
@@ -208,12 +276,38 @@ def run_judge(code: str, obs: Observations, ref: Observations) -> tuple[bool, st
     return True, ""
 
 
+def judge_cell(code: str, gid: str, folder: Path, ref_folder: Path, server=None,
+               max_bytes: int = MAX_BYTES) -> tuple[bool, str]:
+    """Decide one test cell: its observations in ``folder`` and the oracle's log of it (``server``,
+    an :class:`autograder.oracle.OracleServer` or ``None``), against the reference's in ``ref_folder``.
+
+    Returns:
+        ``(passed, reason)`` as :func:`run_judge`; missing or malformed observations fail the cell.
+    """
+    from .oracle import OracleView
+
+    try:
+        obs = read_observations(folder, gid, max_bytes)
+        ref = read_observations(ref_folder, gid, max_bytes)
+    except ObservationError as err:
+        return False, str(err)
+    logs, why = None, "this notebook declares no victims"
+    if server is not None:
+        try:
+            logs = server.logs(gid)
+        except RuntimeError as err:                    # the oracle process died (its limits)
+            why = str(err)
+    obs.oracle = OracleView(logs, why)
+    ref.oracle = OracleView(None, "the reference's oracle log is not kept: judge obs.oracle(...)")
+    return run_judge(code, obs, ref, server.model if server else None)
+
+
 class StripJudges(NbGraderPreprocessor):
-    """Remove every judge region from every cell before the notebook reaches a kernel."""
+    """Remove every judge and oracle region from every cell before the notebook reaches a kernel."""
 
     def preprocess_cell(self, cell, resources, index):
-        if BEGIN in cell.source:
-            cell.source = split_judge(cell.source)[0]
+        if BEGIN in cell.source or ORACLE_BEGIN in cell.source:
+            cell.source = kernel_source(cell.source)
         return cell, resources
 
 
@@ -245,15 +339,12 @@ class JudgeVerdicts(NbGraderPreprocessor):
                                        "(default: $LEAKLAB_CACHE_DIR/reference)").tag(config=True)
 
     def preprocess(self, nb, resources):
-        from nbgrader.api import Gradebook
         from nbgrader.coursedir import CourseDirectory
 
         from .reference import reference_for
 
         info = resources["nbgrader"]
-        with Gradebook(info["db_url"]) as gb:
-            judges = {sc.name: split_judge(sc.source)[1]
-                      for sc in gb.find_notebook(info["notebook"], info["assignment"]).source_cells}
+        judges = {gid: split_judge(src)[1] for gid, src in gradebook_sources(resources).items()}
         judges = {gid: code for gid, code in judges.items() if code}
         if not judges:
             return nb, resources
@@ -262,26 +353,26 @@ class JudgeVerdicts(NbGraderPreprocessor):
         ref_dir = reference_for(info["assignment"], source, self.config, Path(self.reference_cache) if self.reference_cache else None)
         folder = Path(resources.get("leaklab", {}).get("observations", "/nonexistent"))
         verdicts = resources.setdefault("leaklab", {}).setdefault("verdicts", {})
+        server = resources["leaklab"].get("oracle")
         for cell in nb.cells:
             gid = cell.metadata.get("nbgrader", {}).get("grade_id")
             if cell.cell_type != "code" or gid not in judges:
                 continue
-            try:
-                passed, reason = run_judge(judges[gid], read_observations(folder, gid, self.max_bytes),
-                                           read_observations(ref_dir, gid, self.max_bytes))
-            except ObservationError as err:
-                passed, reason = False, str(err)
+            passed, reason = judge_cell(judges[gid], gid, folder, ref_dir, server, self.max_bytes)
             cell.outputs = verdict_outputs(cell.outputs, passed, reason)
             verdicts[gid] = (passed, reason)
         return nb, resources
 
 
 class RemoveScratch(NbGraderPreprocessor):
-    """Delete the sandbox's scratch folder once the verdicts are in."""
+    """Stop the notebook's oracle and delete the sandbox's scratch folder once the verdicts are in."""
 
     def preprocess(self, nb, resources):
         import shutil
 
+        server = resources.get("leaklab", {}).pop("oracle", None)
+        if server is not None:
+            server.close()
         scratch = resources.get("leaklab", {}).get("scratch")
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

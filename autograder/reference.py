@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-
-from .judge import judges_of, read_observations, run_judge, split_judge
+from .judge import judge_cell, judges_of, kernel_source, oracles_of
 
 #: Environment of every grading kernel (also the reference's): the ci profile (the hidden
 #: thresholds are set for it), no progress bars, no network look-ups, inline plots.
@@ -77,8 +76,10 @@ def content_hash(source: Path) -> str:
     return h.hexdigest()
 
 
-def run_notebook(nb, config, *, lm_dir: Path, rw: bool = False):
-    """Execute ``nb`` in a sandboxed kernel; returns ``(nb, resources)`` (scratch kept)."""
+def run_notebook(nb, config, *, lm_dir: Path, rw: bool = False, oracle_sections: dict[str, str] | None = None):
+    """Execute ``nb`` in a sandboxed kernel, its victims served by an oracle built from
+    ``oracle_sections`` (grade_id -> code); returns ``(nb, resources)`` (scratch and oracle kept:
+    release them with :func:`discard`)."""
     from .sandbox import SandboxedExecute
 
     config = copy.deepcopy(config)
@@ -87,7 +88,42 @@ def run_notebook(nb, config, *, lm_dir: Path, rw: bool = False):
     config.SandboxKernelManager.rw_paths = [str(lm_dir)] if rw else []
     config.SandboxKernelManager.kernel_env = kernel_env(lm_dir)
     ep = SandboxedExecute(config=config)
-    return ep.preprocess(nb, {"metadata": {"path": "."}})
+    return ep.preprocess(nb, {"metadata": {"path": "."}, "leaklab": {"oracle_sections": oracle_sections or {}}})
+
+
+def run_source(nb, config, *, lm_dir: Path | None = None, rw: bool = False):
+    """Run a source notebook as the grader runs a submission: judge and oracle regions cut out
+    of the kernel's copy, the victims served by the grader's oracle.
+
+    Returns:
+        ``(resources, judges)``: the run's resources (release them with :func:`discard`) and
+        grade_id -> judge code.
+    """
+    judges, oracles = judges_of(nb.cells), oracles_of(nb.cells)
+    run = copy.deepcopy(nb)
+    for cell in run.cells:
+        cell.source = kernel_source(cell.source)
+    _, res = run_notebook(run, config, lm_dir=lm_dir or lm_cache(), rw=rw, oracle_sections=oracles)
+    return res, judges
+
+
+def self_check(res, judges: dict[str, str]) -> dict[str, str]:
+    """grade_id -> reason, for every judge that fails on the run's own observations (judge(ref, ref))."""
+    obs = Path(res["leaklab"]["scratch"]) / "observations"
+    failed = {}
+    for gid, code in judges.items():
+        ok, why = judge_cell(code, gid, obs, obs, res["leaklab"].get("oracle"))
+        if not ok:
+            failed[gid] = why
+    return failed
+
+
+def discard(res) -> None:
+    """Stop a run's oracle and delete its scratch folder."""
+    server = res["leaklab"].pop("oracle", None)
+    if server is not None:
+        server.close()
+    shutil.rmtree(res["leaklab"]["scratch"], ignore_errors=True)
 
 
 def reference_for(assignment: str, source: Path, config, cache: Path | None = None) -> Path:
@@ -106,37 +142,28 @@ def reference_for(assignment: str, source: Path, config, cache: Path | None = No
     if (folder / "COMPLETE").exists():
         return folder
     nb = nbformat.read(str(source), as_version=4)
-    judges = judges_of(nb.cells)
-    for cell in nb.cells:
-        cell.source = split_judge(cell.source)[0]
     lm = lm_cache()
     lm.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="leaklab-reference-lm-") as tmp:
         os.chmod(tmp, 0o777)                                 # the reference kernel fills a private LM cache
-        nb, res = run_notebook(nb, config, lm_dir=Path(tmp), rw=True)
+        res, judges = run_source(nb, config, lm_dir=Path(tmp), rw=True)
         for entry in Path(tmp).iterdir():                    # ...which the grader copies into the shared one
             if not (lm / entry.name).exists() and not entry.name.startswith("."):
                 shutil.copytree(entry, lm / entry.name, symlinks=False)
     readable(lm)
-    scratch = Path(res["leaklab"]["scratch"])
     try:
         if res["leaklab"].get("stopped"):
             raise RuntimeError(f"the reference solution of {assignment} stopped early: {res['leaklab']['stopped']}")
-        obs = scratch / "observations"
-        for gid, code in judges.items():
-            try:
-                ref = read_observations(obs, gid)
-            except Exception as err:
-                raise RuntimeError(f"the reference solution of {assignment} recorded nothing usable for {gid}: {err}") from None
-            ok, why = run_judge(code, ref, ref)
-            if not ok:
-                raise RuntimeError(f"the reference solution of {assignment} fails its own judge {gid}: {why}")
+        failed = self_check(res, judges)
+        if failed:
+            gid, why = next(iter(failed.items()))
+            raise RuntimeError(f"the reference solution of {assignment} fails its own judge {gid}: {why}")
         tmp_folder = folder.with_name(folder.name + ".partial")
         shutil.rmtree(tmp_folder, ignore_errors=True)
-        shutil.copytree(obs, tmp_folder)
+        shutil.copytree(Path(res["leaklab"]["scratch"]) / "observations", tmp_folder)
         (tmp_folder / "COMPLETE").write_text("ok\n")
         shutil.rmtree(folder, ignore_errors=True)
         tmp_folder.rename(folder)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(res)
     return folder

@@ -14,7 +14,9 @@ namespaces in one command. Each kernel gets:
   the data folders; ``/usr`` read-only; no ``/home``, no ``/root``, no course folder, no
   ``source/``, no gradebook, no other submission, no grader output;
 - one writable folder, its scratch (``home``, ``work`` = the notebook's cwd, ``tmp``,
-  ``observations``), deleted after grading;
+  ``observations``, ``ipc``), deleted after grading;
+- the victims of the graded cells only through the grader's oracle (``autograder/oracle.py``),
+  whose socket ``ipc/oracle`` is the one door out of the sandbox besides the kernel's own;
 - limits (``prlimit``): address space, CPU time, processes, open files, file size; the
   grader adds the total output and the per-cell and per-notebook wall time, and kills the
   whole process tree (the PID namespace) at any of them.
@@ -117,6 +119,7 @@ class SandboxKernelManager(AsyncKernelManager):
     open_files = Integer(1024, help="open-file limit").tag(config=True)
     file_bytes = Integer(2**30, help="largest file the kernel may write (bytes)").tag(config=True)
     uid = Integer(UID_BASE + os.getpid() % 1000, help="uid of the sandboxed kernel").tag(config=True)
+    extra_env: dict = {}                      #: set per kernel by SandboxedExecute (the oracle's address)
 
     @default("kernel_env")
     def _default_env(self):
@@ -141,6 +144,7 @@ class SandboxKernelManager(AsyncKernelManager):
                "PYTHONNOUSERSITE": "1", "MPLCONFIGDIR": str(dirs["home"] / ".matplotlib"),
                "LEAKLAB_OBSERVATIONS": str(dirs["observations"])}
         env.update(dict(kv.split("=", 1) for kv in self.kernel_env))
+        env.update(self.extra_env)
         return env
 
     def _wrap(self, cmd: list[str]) -> list[str]:
@@ -202,6 +206,12 @@ class SandboxedExecute(Execute):
     or a crash ends the kernel early it gives every cell that did not run an error output
     saying why -- so that student is graded on the cells that ran and everyone else goes on.
     The observation folder is handed on in ``resources["leaklab"]["observations"]``.
+
+    When the notebook's graded cells declare victims (oracle regions: the instructor's copy
+    from the gradebook, or ``resources["leaklab"]["oracle_sections"]`` for the reference
+    run), an :class:`autograder.oracle.OracleServer` serves them for the whole run; it is
+    handed on in ``resources["leaklab"]["oracle"]`` (the judges read its log) and stopped by
+    :class:`autograder.judge.RemoveScratch`.
     """
 
     sandbox = Bool(True, help="run the kernel in bubblewrap (False: --unsafe-no-sandbox)").tag(config=True)
@@ -217,6 +227,7 @@ class SandboxedExecute(Execute):
         km = super().create_kernel_manager()
         km.scratch = self._scratch
         km.sandbox = self.sandbox
+        km.extra_env = {"LEAKLAB_ORACLE": self._oracle.address} if self._oracle is not None else {}
         return km
 
     def _stop(self, why: str) -> None:
@@ -246,6 +257,7 @@ class SandboxedExecute(Execute):
         self._limit, self._output_bytes, self._done = None, 0, set()
         resources.setdefault("leaklab", {})["observations"] = str(Path(self._scratch) / "observations")
         resources["leaklab"]["scratch"] = self._scratch
+        self._oracle = self._start_oracle(resources)
         timer = threading.Timer(self.notebook_timeout,
                                 lambda: self._stop(f"the notebook ran longer than its {self.notebook_timeout} s limit"))
         timer.daemon = True
@@ -262,8 +274,29 @@ class SandboxedExecute(Execute):
             resources["leaklab"]["seconds"] = time.monotonic() - started
         return nb, resources
 
+    def _start_oracle(self, resources):
+        from .judge import gradebook_sources, oracle_code
+        from .oracle import OracleServer
+
+        sections = resources["leaklab"].get("oracle_sections")
+        if sections is None:
+            sections = {gid: oracle_code(src) for gid, src in gradebook_sources(resources).items()}
+        sections = {gid: code for gid, code in sections.items() if code}
+        if not sections:
+            return None
+        server = OracleServer(sections, Path(self._scratch) / "ipc" / "oracle")
+        server.start()
+        resources["leaklab"]["oracle"] = server
+        return server
+
     def preprocess_cell(self, cell, resources, index):
-        result = super().preprocess_cell(cell, resources, index)
+        if self._oracle is not None:
+            self._oracle.cell = cell.metadata.get("nbgrader", {}).get("grade_id")
+        try:
+            result = super().preprocess_cell(cell, resources, index)
+        finally:
+            if self._oracle is not None:
+                self._oracle.cell = None
         self._done.add(index)
         return result
 

@@ -1,10 +1,12 @@
 """A live Jupyter kernel for tests: execute a notebook once, then swap one function and
 re-run only the test cells aimed at it (no retraining of everything per wrong answer).
 
-Test cells are run as the grader runs them: the judge regions are cut out before the kernel
-sees a cell, and a judged cell passes only when its judge -- called here, outside the kernel,
-on the cell's recorded observations against the reference run's -- says so. A cell without
-a judge passes when it raised nothing (nbgrader's rule)."""
+Test cells are run as the grader runs them: the judge and oracle regions are cut out before
+the kernel sees a cell, the victims are served from this process by the grader's own
+``OracleServer``, and a judged cell passes only when its judge -- called here, outside the
+kernel, on the cell's recorded observations and the oracle's log, against the reference
+run's observations -- says so. A cell without a judge passes when it raised nothing
+(nbgrader's rule)."""
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +20,8 @@ from typing import Iterator
 import nbformat
 from jupyter_client.manager import start_new_kernel
 
-from autograder.judge import read_observations, run_judge, split_judge
+from autograder.judge import judge_cell, kernel_source, oracles_of, split_judge
+from autograder.oracle import OracleServer
 
 
 @dataclass
@@ -35,12 +38,28 @@ class Kernel:
     :attr:`reference` keeps the reference run's, once :func:`run_reference` has copied them.
     """
 
-    def __init__(self, cwd: str | None = None):
+    def __init__(self, cwd: str | None = None, oracle_sections: dict[str, str] | None = None):
         self.scratch = Path(tempfile.mkdtemp(prefix="leaklab-test-kernel-"))
         self.observations, self.reference = self.scratch / "observations", self.scratch / "reference"
         self.reference.mkdir(parents=True)
         env = dict(os.environ, LEAKLAB_OBSERVATIONS=str(self.observations))
+        self.oracle = None
+        if oracle_sections:
+            self.oracle = OracleServer(oracle_sections, self.scratch / "oracle")
+            env["LEAKLAB_ORACLE"] = self.oracle.start()
         self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=cwd, env=env)
+
+    def run_cell(self, cell) -> Outcome:
+        """Run what the kernel may see of a test cell, its oracle log attributed to it."""
+        gid = grade_id(cell)
+        if self.oracle is not None:
+            self.oracle.reset(gid)
+            self.oracle.cell = gid
+        try:
+            return self.run(kernel_source(cell.source))
+        finally:
+            if self.oracle is not None:
+                self.oracle.cell = None
 
     def run(self, code: str, timeout: float = 600) -> Outcome:
         out, err = [], ""
@@ -62,7 +81,7 @@ class Kernel:
         gid = grade_id(cell)
         for old in self.observations.glob(f"{gid}.*"):
             old.unlink()
-        return self.judge(cell, self.run(split_judge(cell.source)[0]))
+        return self.judge(cell, self.run_cell(cell))
 
     def judge(self, cell, out: Outcome) -> Outcome:
         """The verdict on a test cell that just ran with outcome ``out``."""
@@ -70,15 +89,14 @@ class Kernel:
         judge = split_judge(cell.source)[1]
         if judge is None:
             return out
-        try:
-            ok, why = run_judge(judge, read_observations(self.observations, gid), read_observations(self.reference, gid))
-        except Exception as err:                      # ObservationError: nothing recorded
-            ok, why = False, str(err)
+        ok, why = judge_cell(judge, gid, self.observations, self.reference, self.oracle)
         return Outcome(ok, out.stdout, "" if ok else f"judge: {why} (kernel: {out.error or 'no error'})")
 
     def close(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+        if self.oracle is not None:
+            self.oracle.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -107,7 +125,7 @@ def run_reference(kernel: Kernel, nb) -> dict[str, Outcome]:
             continue
         if is_test(cell):
             gid = grade_id(cell)
-            out = kernel.run(split_judge(cell.source)[0])
+            out = kernel.run_cell(cell)
             for f in kernel.observations.glob(f"{gid}.*"):
                 shutil.copy(f, kernel.reference / f.name)
             outcomes[gid] = kernel.judge(cell, out)
@@ -136,7 +154,7 @@ def targets_passed_by(kernel: Kernel, nb, code: str, targets: list[str]) -> list
 def executed_reference(path, cwd: str) -> Iterator[tuple[Kernel, nbformat.NotebookNode, dict[str, Outcome]]]:
     """A kernel that has run the source notebook at ``path`` once: (kernel, notebook, test outcomes)."""
     nb = read(path)
-    kernel = Kernel(cwd=cwd)
+    kernel = Kernel(cwd=cwd, oracle_sections=oracles_of(nb.cells))
     try:
         yield kernel, nb, run_reference(kernel, nb)
     finally:

@@ -25,7 +25,7 @@ import pytest
 
 from autograder.judge import BEGIN as JUDGE_BEGIN
 from autograder.judge import END as JUDGE_END
-from autograder.judge import split_judge
+from autograder.judge import ORACLE_BEGIN, ORACLE_END, kernel_source
 from kernel import grade_id, read
 
 A = "a1_watermarking"
@@ -300,14 +300,16 @@ def test_no_process_of_a_sandbox_outlives_grading(batch):
 def test_no_judge_or_expected_value_leaves_through_the_feedback(batch, repo):
     results, _, _ = batch
     src = read(repo / "source" / A / f"{A}.ipynb")
-    judge_lines = set()
+    judge_lines = set()                             # judges, and the hidden tests' victims (oracle regions)
     for cell in src.cells:
-        text = cell.source
-        while JUDGE_BEGIN in text:
-            block = text.split(JUDGE_BEGIN, 1)[1].split(JUDGE_END, 1)[0]
-            judge_lines |= {ln.strip() for ln in block.splitlines() if len(ln.strip()) > 25}
-            text = text.split(JUDGE_END, 1)[1]
-    public = "\n".join(split_judge(c.source)[0] for c in src.cells)      # what the kernel sees anyway
+        for begin, end in ((JUDGE_BEGIN, JUDGE_END), (ORACLE_BEGIN, ORACLE_END)):
+            text = cell.source
+            while begin in text:
+                block = text.split(begin, 1)[1].split(end, 1)[0]
+                judge_lines |= {ln.strip() for ln in block.splitlines() if len(ln.strip()) > 25}
+                text = text.split(end, 1)[1]
+    public = "\n".join(kernel_source(c.source) for c in src.cells)      # what the kernel sees anyway,
+    public += "\n".join(c.source for c in read(repo / "release" / A / f"{A}.ipynb").cells)   # and the release
     judge_lines = {ln for ln in judge_lines if ln not in public}
     assert len(judge_lines) > 30
     page = html.unescape(results["cheat_smuggles_every_cell_out_through_feedback"].feedback.read_text())

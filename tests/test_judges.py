@@ -183,3 +183,29 @@ def test_submitted_metadata_tags_and_extra_cells_are_not_trusted(repo, tmp_path)
     plain = [c for c in out.cells if not grade_id(c)]
     assert any(c.source == note.source for c in plain)
     assert all(c.metadata == {} for c in plain), "student cells keep no metadata (tags included)"
+
+
+@pytest.mark.parametrize("assignment", HARDENED)
+def test_every_api_a_test_hands_out_is_served_by_the_grader(repo, assignment):
+    """No test cell builds a victim or a counter in the kernel: each API comes from ``served``, for
+    a victim declared in an oracle region (inside the hidden region of a hidden test)."""
+    import re
+
+    from autograder.judge import ORACLE_BEGIN, kernel_source, oracle_code
+
+    src = read(repo / "source" / assignment / f"{assignment}.ipynb")
+    tests = [c for c in src.cells if is_test(c)]
+    declared = set()
+    for cell in tests:
+        code = oracle_code(cell.source)
+        if code:
+            compile(code, grade_id(cell), "exec")
+            declared |= set(re.findall(r'declare_victim\("(\w+)"', code))
+            if "hidden" in grade_id(cell):
+                assert ORACLE_BEGIN in cell.source.split("### BEGIN HIDDEN TESTS", 1)[1], \
+                    f"{grade_id(cell)}: a hidden test's victim must sit inside the hidden region"
+    for cell in tests:
+        kernel = kernel_source(cell.source)
+        assert "PredictionAPI(" not in kernel, f"{grade_id(cell)} builds an API in the student's kernel"
+        for name in re.findall(r'served\(\s*"(\w+)"', kernel):
+            assert name in declared, f"{grade_id(cell)} opens victim {name!r}, declared in no oracle region"

@@ -6,14 +6,12 @@ it); without it the whole module fails, since grading would refuse to start.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
 
-import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
@@ -21,9 +19,10 @@ from traitlets.config import Config
 from autograder.sandbox import LIMIT_NOTICE, SandboxedExecute, check_bwrap
 
 
-def run_cells(sources: list[str], **limits) -> tuple[list[str], dict]:
-    """Execute ``sources`` in one sandboxed kernel; returns each cell's text output (errors as
-    ``ERROR name: value``) and the resources."""
+def run_cells(sources: list, oracle_sections: dict[str, str] | None = None, **limits) -> tuple[list[str], dict]:
+    """Execute ``sources`` (code, or ``(grade_id, code)``) in one sandboxed kernel, the victims of
+    ``oracle_sections`` served by the grader's oracle; returns each cell's text output (errors
+    as ``ERROR name: value``) and the resources (``["leaklab"]["oracle_logs"]``: the oracle's log)."""
     check_bwrap()
     c = Config()
     c.Execute.timeout = limits.pop("timeout", 60)
@@ -31,8 +30,17 @@ def run_cells(sources: list[str], **limits) -> tuple[list[str], dict]:
     for key, value in limits.items():
         cls = "SandboxedExecute" if key in ("notebook_timeout", "max_output_bytes") else "SandboxKernelManager"
         setattr(c[cls], key, value)
-    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
-    nb, res = SandboxedExecute(config=c).preprocess(nb, {"metadata": {"path": "."}})
+    cells = []
+    for s in sources:
+        gid, code = s if isinstance(s, tuple) else (None, s)
+        cells.append(new_code_cell(code, metadata={"nbgrader": {"grade_id": gid}} if gid else {}))
+    nb = new_notebook(cells=cells)
+    nb, res = SandboxedExecute(config=c).preprocess(nb, {"metadata": {"path": "."},
+                                                         "leaklab": {"oracle_sections": oracle_sections or {}}})
+    server = res["leaklab"].pop("oracle", None)
+    if server is not None:
+        res["leaklab"]["oracle_logs"] = server.all_logs()
+        server.close()
     shutil.rmtree(res["leaklab"]["scratch"], ignore_errors=True)
     texts = []
     for cell in nb.cells:

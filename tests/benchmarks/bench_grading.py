@@ -2,8 +2,9 @@
 
 before: the notebook as it was before the probe/judge split (``git show REV:source/...``),
         executed by nbgrader's plain ``Execute`` in an ordinary kernel (TCP, no sandbox);
-after:  today's source notebook, judges cut out, executed by ``SandboxedExecute`` (bubblewrap,
-        ipc, limits), then every judge run in this process on the recorded observations.
+after:  today's source notebook, judges and oracle regions cut out, executed by ``SandboxedExecute``
+        (bubblewrap, ipc, limits, victims served by the grader's oracle), then every judge run in
+        this process on the recorded observations and the oracle's log.
 
 Each is run ``--repeats`` times (interleaved, after one warm-up of each); the medians and
 their ratio are printed. The reference solution is graded, so every cell runs.
@@ -25,8 +26,7 @@ from traitlets.config import Config
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from autograder.judge import judges_of, read_observations, run_judge, split_judge  # noqa: E402
-from autograder.sandbox import SandboxedExecute  # noqa: E402
+from autograder.reference import discard, run_source, self_check  # noqa: E402
 
 
 def _config() -> Config:
@@ -45,18 +45,10 @@ def before(nb) -> float:
 
 
 def after(nb) -> float:
-    import shutil
-
     start = time.perf_counter()
-    judges = judges_of(nb.cells)
-    run = nbformat.from_dict(nb)
-    for cell in run.cells:
-        cell.source = split_judge(cell.source)[0]
-    run, res = SandboxedExecute(config=_config()).preprocess(run, {"metadata": {"path": "."}})
-    obs = Path(res["leaklab"]["observations"])
-    failed = [gid for gid, code in judges.items()
-              if not run_judge(code, read_observations(obs, gid), read_observations(obs, gid))[0]]
-    shutil.rmtree(res["leaklab"]["scratch"], ignore_errors=True)
+    res, judges = run_source(nb, _config())                       # sandboxed, victims served by the oracle
+    failed = self_check(res, judges)
+    discard(res)
     if failed or res["leaklab"].get("stopped"):
         raise SystemExit(f"the reference failed: {failed} {res['leaklab'].get('stopped')}")
     return time.perf_counter() - start
