@@ -1,4 +1,8 @@
-"""Command line: `python -m autograder release | grade SUBMISSIONS_DIR | demo [-a ID]`."""
+"""Command line: `python -m autograder release | grade SUBMISSIONS_DIR | demo [-a ID] | course ...`.
+
+`course init|collect|grade|feedback|export COURSE ...` work on a lasting nbgrader course folder
+(autograder/course.py): hand grading happens in between, in nbgrader's formgrader on that folder.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+from . import course as courses
 from .pipeline import demo, format_table, grade, release
 from .sandbox import SandboxUnavailable, check_bwrap
 
@@ -31,9 +36,40 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("-o", "--out", type=Path, help="keep feedback and the CSV here")
     d.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="without bubblewrap: grade unsandboxed (refused while bubblewrap works)")
+    k = sub.add_parser("course", help="a lasting nbgrader course: init, collect, grade, feedback, export")
+    ksub = k.add_subparsers(dest="step", required=True)
+    ki = ksub.add_parser("init", help="create the course folder from source/ (nbgrader layout, released)")
+    ki.add_argument("course", type=Path)
+    ki.add_argument("-a", "--assignment", action="append", help="only this assignment (repeatable)")
+    kc = ksub.add_parser("collect", help="collect an LMS download (zip or folder) of one assignment")
+    kc.add_argument("course", type=Path)
+    kc.add_argument("assignment")
+    kc.add_argument("download", type=Path)
+    kc.add_argument("--roster", type=Path, help="CSV with an 'id' column: the class (non-submitters get 0)")
+    kc.add_argument("--pattern", default=courses.CANVAS,
+                    help="regex with (?P<student_id>...) and (?P<file_id>...) (default: Canvas's names)")
+    kg = ksub.add_parser("grade", help="autograde new or changed hand-ins into the course's gradebook")
+    kg.add_argument("course", type=Path)
+    kg.add_argument("-a", "--assignment", action="append")
+    kg.add_argument("--student", action="append", help="re-grade this student (repeatable)")
+    kg.add_argument("--force", action="store_true", help="re-grade every hand-in")
+    kg.add_argument("--timeout", type=int, help="per-cell limit in seconds (default: nbgrader_config.py)")
+    kg.add_argument("--unsafe-no-sandbox", action="store_true",
+                    help="run student kernels without bubblewrap (only for a trusted local run)")
+    kf = ksub.add_parser("feedback", help="write feedback (after hand grading in formgrader)")
+    kf.add_argument("course", type=Path)
+    kf.add_argument("-a", "--assignment", action="append")
+    kf.add_argument("--student", action="append")
+    kf.add_argument("--allow-pending", action="store_true",
+                    help="also for submissions with answers not yet hand-graded (marked 'awaiting grading')")
+    ke = ksub.add_parser("export", help="grades-long.csv and grades-lms.csv (one row per student)")
+    ke.add_argument("course", type=Path)
+    ke.add_argument("-o", "--out", type=Path, help="folder for the CSVs (default: COURSE/export)")
     args = p.parse_args(argv)
 
     start = time.perf_counter()
+    if args.cmd == "course" and args.step != "grade":
+        return _course_step(args)
     if args.cmd == "release":
         for path in release(assignments=args.assignment):
             print(f"wrote {path}")
@@ -49,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     if not sandbox:
         print(LOUD, file=sys.stderr)
     try:
-        if args.cmd == "grade":
+        if args.cmd == "course":
+            try:
+                results = courses.grade(args.course, args.assignment, args.student, args.force, args.timeout, sandbox)
+            except courses.CourseError as err:
+                p.error(str(err))
+            print(format_table(results) if results else "nothing new to grade (use --student ID or --force to re-grade)")
+            print(f"\n({time.perf_counter() - start:.0f} s); hand-grade in formgrader, then "
+                  f"`python -m autograder course feedback {args.course}`")
+        elif args.cmd == "grade":
             if not args.submissions.is_dir():
                 p.error(f"{args.submissions} is not a folder of <student>/<assignment>/*.ipynb")
             out = args.out or args.submissions.with_name(args.submissions.name + "-graded")
@@ -72,6 +116,28 @@ def main(argv: list[str] | None = None) -> int:
     for r in failed:
         print(f"could not grade {r.student} / {r.assignment}: {r.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _course_step(args) -> int:
+    try:
+        if args.step == "init":
+            path = courses.init(args.course, assignments=args.assignment)
+            print(f"course ready in {path}: release/ holds what students get; collect hand-ins with "
+                  f"`python -m autograder course collect {args.course} ASSIGNMENT DOWNLOAD --roster ROSTER.csv`")
+        elif args.step == "collect":
+            print(courses.collect(args.course, args.assignment, args.download, args.roster, args.pattern).summary())
+        elif args.step == "feedback":
+            written, skipped = courses.feedback(args.course, args.assignment, args.student, args.allow_pending)
+            print(f"wrote {len(written)} feedback files under {Path(args.course) / 'feedback'}")
+            for key, why in sorted(skipped.items()):
+                print(f"  not written for {key}: {why}")
+        elif args.step == "export":
+            for path in courses.export(args.course, args.out or Path(args.course) / "export"):
+                print(f"wrote {path}")
+    except courses.CourseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

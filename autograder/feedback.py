@@ -103,3 +103,39 @@ class RedactHiddenTests(NbGraderPreprocessor):
                                 if any(t in _text(o) for t in secret) else o
                                 for o in cell.outputs]
         return nb, resources
+
+
+PENDING = ("**Awaiting grading.** This answer has not been graded yet: the 0 beside it is not its score, "
+           "and it is not in the total above.")
+
+
+class MarkPending(NbGraderPreprocessor):
+    """In feedback released before hand grading is finished, every answer that still awaits a
+    human says so (a note above it) instead of showing a bare 0; runs after nbgrader's GetGrades."""
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook, MissingEntry
+
+        info = resources.get("nbgrader", {})
+        if "db_url" not in info:
+            return nb, resources
+        with Gradebook(info["db_url"]) as gb:
+            pending = set()
+            for cell in nb.cells:
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if not gid or not cell.metadata["nbgrader"].get("grade"):
+                    continue
+                try:
+                    g = gb.find_grade(gid, info["notebook"], info["assignment"], info["student"])
+                except MissingEntry:
+                    continue
+                if g.needs_manual_grade:
+                    pending.add(gid)
+        for cell in nb.cells:
+            if cell.metadata.get("nbgrader", {}).get("grade_id") in pending:
+                if cell.cell_type == "markdown":
+                    cell.source = f"> {PENDING}\n\n{cell.source}"
+                else:
+                    cell.outputs = [new_output("stream", name="stdout", text=PENDING.replace("**", "") + "\n"),
+                                    *cell.get("outputs", [])]
+        return nb, resources

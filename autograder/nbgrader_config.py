@@ -5,7 +5,9 @@
 # observations (autograder/judge.py), and feedback never shows hidden tests (autograder/feedback.py).
 # The autograder package must be importable (run nbgrader from the repository root, or
 # put the repository on PYTHONPATH).
-from autograder.feedback import RedactHiddenTests
+import os
+
+from autograder.feedback import MarkPending, RedactHiddenTests
 from autograder.judge import JudgeVerdicts, RemoveScratch, StripJudges
 from autograder.sandbox import SandboxedExecute
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
@@ -22,7 +24,12 @@ c.Autograde.autograde_preprocessors = [
     StripJudges, SandboxedExecute, IgnorePattern, JudgeVerdicts, RemoveScratch,
     ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
-c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGrades, MarkPending, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# The grader's own process (judges load data and build models; the oracle trains victims) runs
+# in the ci profile with a non-interactive plotting backend, also under nbgrader's CLI.
+from autograder.pipeline import GRADER_ENV  # noqa: E402
+os.environ.update(GRADER_ENV)
 
 # Per-cell limit: the slowest cells of a ci run on 2 CPU cores (a2's budget curves: 15
 # surrogates; a2's adaptive end-to-end test) take 35-50 s; 240 s leaves a wide margin and
