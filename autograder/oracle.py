@@ -339,35 +339,47 @@ class OracleServer:
         self._proc = self._conn = None
         self._dead: str | None = None
         self._cell: str | None = None
+        self._starting = False
 
     def start(self) -> str:
-        """Start the oracle process and wait until it serves; returns the address.
-
-        Raises:
-            RuntimeError: the oracle process could not start (the message says why).
-        """
+        """Start the oracle process (it comes up while the kernel starts; the first request
+        waits for it) and return its address."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context("spawn")      # a fresh interpreter: no grader threads or state
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_oracle_process, name="leaklab-oracle", daemon=True,
                                  args=(self.sections, self.address, str(self.path), child, *self._limits))
         self._proc.start()
         child.close()
-        status, why = self._conn.recv() if self._conn.poll(300) else ("error", "no answer in 300 s")
-        if status != "ready":
-            self.close()
-            raise RuntimeError(f"the grader's oracle could not start: {why}")
+        self._starting = True
         return self.address
 
-    def _ask(self, cmd: str, arg=None):
-        if self._dead is None:
+    def wait_ready(self, timeout: float = 300) -> None:
+        """Block until the oracle process serves.
+
+        Raises:
+            RuntimeError: it could not start (the message says why) or died.
+        """
+        if getattr(self, "_starting", False):
+            self._starting = False
             try:
-                self._conn.send((cmd, arg))
-                return self._conn.recv()
-            except (EOFError, OSError, BrokenPipeError):
-                code = self._proc.exitcode if self._proc is not None else None
-                self._dead = (f"the grader's oracle stopped while serving this notebook (exit code {code}: it ran "
-                              "out of its memory or CPU limit, which a notebook's queries can cause)")
+                status, why = self._conn.recv() if self._conn.poll(timeout) else ("error", f"no answer in {timeout:.0f} s")
+            except (EOFError, OSError):
+                status, why = "error", f"it exited with code {self._proc.exitcode}"
+            if status != "ready":
+                self._dead = f"the grader's oracle could not start: {why}"
+        if self._dead is not None:
+            raise RuntimeError(self._dead)
+
+    def _ask(self, cmd: str, arg=None):
+        self.wait_ready()
+        try:
+            self._conn.send((cmd, arg))
+            return self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            code = self._proc.exitcode if self._proc is not None else None
+            self._dead = (f"the grader's oracle stopped while serving this notebook (exit code {code}: it ran "
+                          "out of its memory or CPU limit, which a notebook's queries can cause)")
         raise RuntimeError(self._dead)
 
     # -- the grader's side -----------------------------------------------------------------
@@ -422,7 +434,7 @@ class OracleServer:
     def close(self) -> None:
         """Stop the oracle process (killed if it does not stop) and remove its socket."""
         if self._proc is not None:
-            if self._dead is None and self._proc.is_alive():
+            if self._dead is None and not self._starting and self._proc.is_alive():
                 try:
                     self._conn.send(("stop", None))
                     self._conn.poll(10)
