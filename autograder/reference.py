@@ -27,6 +27,11 @@ GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE
                "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore"}
 
 
+#: Per-cell limit of the reference run (seconds): its cells train the language models that the
+#: students' kernels load from the cache, which can outlast a student's per-cell limit on a slow machine.
+REFERENCE_CELL_SECONDS = 1800
+
+
 def cache_root() -> Path:
     """``$LEAKLAB_CACHE_DIR/../reference`` style location: ``~/.cache/leaklab/reference`` unless
     ``LEAKLAB_REFERENCE_CACHE`` names another folder."""
@@ -83,6 +88,10 @@ def run_notebook(nb, config, *, lm_dir: Path, rw: bool = False, oracle_sections:
     from .sandbox import SandboxedExecute
 
     config = copy.deepcopy(config)
+    if rw:                      # the reference run trains what every kernel then reads (a5's models): the
+        config.Execute.timeout = max(config.Execute.timeout or 0, REFERENCE_CELL_SECONDS)   # instructor's code,
+        config.SandboxedExecute.notebook_timeout = max(config.SandboxedExecute.notebook_timeout or 0,  # so its
+                                                       2 * REFERENCE_CELL_SECONDS)          # cells get longer
     ro = [p for p in (data_dir(), None if rw else lm_dir) if p is not None and Path(p).exists()]
     config.SandboxKernelManager.ro_paths = [str(p) for p in ro]
     config.SandboxKernelManager.rw_paths = [str(lm_dir)] if rw else []
