@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("grade", help="autograde <student>/<assignment>/*.ipynb, write feedback and a CSV")
     g.add_argument("submissions", type=Path)
     g.add_argument("-o", "--out", type=Path, help="output folder (default: <submissions>-graded)")
-    g.add_argument("--timeout", type=int, help="per-cell limit in seconds (default: nbgrader_config.py)")
+    g.add_argument("--timeout", type=int, help="per-cell wall-clock backstop in seconds (default: nbgrader_config.py)")
     g.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="run student kernels without bubblewrap (only for a trusted local run)")
+    _parallel(g, default=0)
     d = sub.add_parser("demo", help="grade the reference solution and the blank release, print the table")
     d.add_argument("-a", "--assignment", action="append", help="only this assignment (repeatable)")
     d.add_argument("-o", "--out", type=Path, help="keep feedback and the CSV here")
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     kg.add_argument("-a", "--assignment", action="append")
     kg.add_argument("--student", action="append", help="re-grade this student (repeatable)")
     kg.add_argument("--force", action="store_true", help="re-grade every hand-in")
-    kg.add_argument("--timeout", type=int, help="per-cell limit in seconds (default: nbgrader_config.py)")
+    kg.add_argument("--timeout", type=int, help="per-cell wall-clock backstop in seconds (default: nbgrader_config.py)")
     kg.add_argument("--unsafe-no-sandbox", action="store_true",
                     help="run student kernels without bubblewrap (only for a trusted local run)")
+    _parallel(kg, default=None)
     kf = ksub.add_parser("feedback", help="write feedback (after hand grading in formgrader)")
     kf.add_argument("course", type=Path)
     kf.add_argument("-a", "--assignment", action="append")
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "course":
             try:
-                results = courses.grade(args.course, args.assignment, args.student, args.force, args.timeout, sandbox)
+                results = courses.grade(args.course, args.assignment, args.student, args.force, args.timeout, sandbox,
+                                        workers=args.workers, scheduler=args.scheduler, progress=True)
             except courses.CourseError as err:
                 p.error(str(err))
             print(format_table(results) if results else "nothing new to grade (use --student ID or --force to re-grade)")
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.submissions.is_dir():
                 p.error(f"{args.submissions} is not a folder of <student>/<assignment>/*.ipynb")
             out = args.out or args.submissions.with_name(args.submissions.name + "-graded")
-            results = grade(args.submissions, out, timeout=args.timeout, sandbox=sandbox)
+            results = grade(args.submissions, out, timeout=args.timeout, sandbox=sandbox, workers=args.workers,
+                            scheduler=args.scheduler, progress=True)
             print(format_table(results))
             print(f"\nfeedback and grades.csv in {out}  ({time.perf_counter() - start:.0f} s)")
         else:
@@ -116,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in failed:
         print(f"could not grade {r.student} / {r.assignment}: {r.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _parallel(parser, default: int | None) -> None:
+    parser.add_argument("--workers", type=int, default=default,
+                        help="grade on a Dask LocalCluster of N worker processes; 0 grades in this process "
+                             f"(default: {'cores // 2, the threads of one kernel' if default is None else default})")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="grade on an existing Dask cluster (its workers need this repository, bubblewrap, "
+                             "the data and DASK_DISTRIBUTED__WORKER__DAEMON=False)")
 
 
 def _course_step(args) -> int:

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import nbformat
 
-from .pipeline import (CONFIG_FILE, REPO, GradeResult, _api, _grading_env, _outcomes, _reason, _scores,
-                       assignments_in)
-from .submissions import SubmissionError, find_notebook, read_submission
+from .cluster import Task
+from .pipeline import CONFIG_FILE, REPO, GradeResult, _api, _grading_env, _reason, _scores, assignments_in
+from .submissions import SubmissionError, find_notebook
 
 #: Canvas's download names: ``lastfirst_[late_]<user id>_<file id>_<original name>``, as
 #: nbgrader's FileNameCollectorPlugin named_regexp (``student_id`` and ``file_id`` groups,
@@ -247,14 +247,24 @@ def handins(course: Path, assignments: list[str] | None = None) -> list[tuple[st
 
 
 def grade(course: Path, assignments: list[str] | None = None, students: list[str] | None = None,
-          force: bool = False, timeout: int | None = None, sandbox: bool = True) -> list[GradeResult]:
-    """Autograde the hand-ins in ``originals/`` into the course's gradebook, incrementally.
+          force: bool = False, timeout: int | None = None, sandbox: bool = True, workers: int | None = None,
+          scheduler: str | None = None, progress: bool = False) -> list[GradeResult]:
+    """Autograde the hand-ins in ``originals/`` into the course's gradebook, incrementally and
+    in parallel.
 
-    A hand-in whose bytes were graded before (``leaklab-graded.json``) is skipped unless
-    ``force`` or its student is in ``students``; each one graded is recorded the moment nbgrader
-    has saved its grades, so a crash or Ctrl-C loses nothing graded and the next run does the
-    rest. nbgrader keeps one submission per (student, assignment): a re-grade replaces its
-    automatic scores and keeps the hand grades of cells whose answer did not change.
+    Each hand-in is one task (:func:`autograder.cluster.grade_submission`) graded in a scratch
+    course on a worker; this process is the gradebook's only writer: it imports each result
+    the moment it arrives (nbgrader's ``SaveAutoGrades`` and ``AssignLatePenalties`` on the
+    task's autograded notebook, which goes to ``autograded/``) and records its hash in
+    ``leaklab-graded.json``, so a crash or Ctrl-C loses nothing graded and the next run does
+    the rest. A hand-in whose bytes were graded before is skipped unless ``force`` or its
+    student is in ``students``. nbgrader keeps one submission per (student, assignment): a
+    re-grade replaces its automatic scores and keeps the hand grades of unchanged answers.
+
+    Args:
+        workers: LocalCluster worker processes (None: :func:`autograder.cluster.default_workers`;
+            0: in this process). scheduler: grade on an existing Dask cluster instead.
+        progress: show a progress bar with an ETA.
 
     Returns:
         One :class:`GradeResult` per hand-in graded in this run (skipped ones are not listed).
@@ -263,6 +273,7 @@ def grade(course: Path, assignments: list[str] | None = None, students: list[str
         CourseError: not a course. SandboxUnavailable: ``sandbox`` and no bubblewrap.
         RuntimeError: the reference solution fails its own judges.
     """
+    from .cluster import Task, default_workers, run, source_files
     from .reference import lm_cache, readable, reference_for
     from .sandbox import check_bwrap
 
@@ -271,55 +282,74 @@ def grade(course: Path, assignments: list[str] | None = None, students: list[str
         check_bwrap()
     known = set(assignments_in(course / "source"))
     state = _load_state(course)
-    todo = []
+    tasks, results = [], []
     for s, a, folder in handins(course, assignments):
         if students and s not in students:
             continue
-        try:
-            original = find_notebook(folder, a) if a in known else None
-        except SubmissionError as err:
-            todo.append((s, a, None, str(err)))
+        if a not in known:
+            results.append(GradeResult(s, a, error=f"unknown assignment {a!r}"))
             continue
-        key = f"{a}/{s}"
-        if original is not None and not force and not students and state.get(key) == _hash(original) \
+        try:
+            original = find_notebook(folder, a)
+        except SubmissionError as err:
+            results.append(GradeResult(s, a, error=str(err)))
+            continue
+        if not force and not students and state.get(f"{a}/{s}") == _hash(original) \
                 and (course / "autograded" / s / a).is_dir():
             continue
-        todo.append((s, a, original, None if a in known else f"unknown assignment {a!r}"))
-    results = []
+        ts = original.parent / "timestamp.txt"
+        tasks.append(Task(s, a, original.read_bytes(), ts.read_text().strip() if ts.exists() else None))
+    if not tasks:
+        return results
+    used = sorted({t.assignment for t in tasks})
     with _grading_env():
         api = _api(course, timeout, sandbox)
         readable(lm_cache())
-        for a in sorted({a for _, a, o, _ in todo if o is not None}):
+        for a in used:                                   # before any task: a broken reference stops everything
             reference_for(a, course / "source" / a / f"{a}.ipynb", api.config)
-        sources = {}
-        for s, a, original, problem in todo:
-            if problem:
-                results.append(GradeResult(s, a, error=problem))
-                continue
-            if a not in sources:
-                sources[a] = nbformat.read(str(course / "source" / a / f"{a}.ipynb"), as_version=4)
-            try:
-                nb = read_submission(original, sources[a])
-            except SubmissionError as err:
-                results.append(GradeResult(s, a, error=str(err)))
-                continue
-            dest = course / "submitted" / s / a
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir(parents=True)
-            nbformat.write(nb, str(dest / f"{a}.ipynb"))
-            ts = original.parent / "timestamp.txt"
-            if ts.exists():
-                shutil.copyfile(ts, dest / "timestamp.txt")
-            res = api.autograde(a, s, force=True, create=True)
-            if not res["success"]:
-                results.append(GradeResult(s, a, error=_reason(res)))
-                continue
-            result = _scores(course, s, a)
-            result.reasons, result.warning = _outcomes(course, s, a)
-            results.append(result)
-            state[f"{a}/{s}"] = _hash(original)
+
+    def record(task: Task, r: GradeResult) -> None:
+        if r.error is None:
+            with _grading_env():
+                imported = _import(course, api, task, r)
+            state[f"{task.assignment}/{task.student}"] = hashlib.sha256(task.data).hexdigest()
             _save_state(course, state)
+            r = imported
+        results.append(r)
+
+    files = {a: source_files(course / "source" / a) for a in used}
+    run(tasks, files, workers=default_workers() if workers is None else workers, scheduler=scheduler,
+        timeout=timeout, sandbox=sandbox, on_result=record, progress=progress)
     return results
+
+
+def _import(course: Path, api, task: Task, r: GradeResult) -> GradeResult:
+    """Write one task's result into the course: ``submitted/`` and ``autograded/`` notebooks and
+    the gradebook's automatic scores (nbgrader's own SaveAutoGrades/AssignLatePenalties)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
+    from nbgrader.utils import parse_utc
+
+    s, a = task.student, task.assignment
+    for folder, text in (("submitted", r.submitted), ("autograded", r.notebook)):
+        dest = course / folder / s / a
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        (dest / f"{a}.ipynb").write_text(text)
+        if task.timestamp:
+            (dest / "timestamp.txt").write_text(task.timestamp)
+    db_url = f"sqlite:///{course / 'gradebook.db'}"
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(s)
+        stamp = {"timestamp": parse_utc(task.timestamp)} if task.timestamp else {}
+        gb.update_or_create_submission(a, s, **stamp)
+    nb = nbformat.reads(r.notebook, as_version=4)
+    resources = {"nbgrader": {"assignment": a, "student": s, "notebook": a, "db_url": db_url}}
+    for pp in (SaveAutoGrades, AssignLatePenalties):
+        nb, resources = pp(config=api.config).preprocess(nb, resources)
+    graded = _scores(course, s, a)
+    graded.reasons, graded.warning, graded.seconds, graded.worker = r.reasons, r.warning, r.seconds, r.worker
+    return graded
 
 
 def feedback(course: Path, assignments: list[str] | None = None, students: list[str] | None = None,

@@ -31,14 +31,19 @@ c.GenerateFeedback.preprocessors = [GetGrades, MarkPending, RedactHiddenTests, C
 from autograder.pipeline import GRADER_ENV  # noqa: E402
 os.environ.update(GRADER_ENV)
 
-# Per-cell limit: the slowest cells of a ci run on 2 CPU cores (a2's budget curves: 15
-# surrogates; a2's adaptive end-to-end test) take 35-50 s; 240 s leaves a wide margin and
-# still stops an endless loop. A cell past its limit ends the kernel (the whole sandbox):
-# the cells that ran keep their verdicts, the rest score 0 with the reason shown.
-c.Execute.timeout = 240                   # seconds per cell
+# Per-cell limits. The slowest cells of a ci run on 2 CPU cores (a2's budget curves: 15
+# surrogates; a2's adaptive end-to-end test) take 35-50 s of wall time, up to 100 s of CPU on
+# the kernel's 2 threads. The limit is on CPU time -- 300 s, three times the slowest cell's --
+# so a correct answer on a machine busy with other grading jobs is slowed, not
+# stopped, while an endless loop still is; the wall-clock limit is only a backstop for a cell
+# that sleeps or blocks. A cell past a limit ends the kernel (the whole sandbox): the cells
+# that ran keep their verdicts, the rest score 0 with the reason shown, and a stop by a
+# wall-clock limit is graded once more, alone, after the rest of the class.
+c.SandboxedExecute.cell_cpu_seconds = 300   # CPU seconds per cell (all the kernel's threads)
+c.Execute.timeout = 960                     # wall-clock seconds per cell (backstop)
 c.Execute.kernel_name = "python3"         # one kernel for everyone, whatever the submission says
 c.Execute.execute_retries = 0
-c.SandboxedExecute.notebook_timeout = 1800          # seconds per notebook (a2, the slowest, takes ~150 s)
+c.SandboxedExecute.notebook_timeout = 1800          # wall-clock seconds per notebook (a2, the slowest, takes ~150 s)
 c.SandboxedExecute.max_output_bytes = 64 * 2**20    # bytes of output per notebook
 c.SandboxKernelManager.memory_bytes = 8 * 2**30     # address space (bytes); torch's own mappings need ~3 GiB
 c.SandboxKernelManager.cpu_seconds = 3600           # CPU seconds per kernel

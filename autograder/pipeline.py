@@ -22,7 +22,7 @@ from typing import Iterator
 import nbformat
 
 from .reference import GRADING_ENV
-from .submissions import SubmissionError, collect, find_notebook, read_submission
+from .submissions import SubmissionError, collect, find_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
@@ -42,6 +42,9 @@ class GradeResult:
     cell earned 0 (the judge's message, the limit that stopped the kernel, or the error);
     error: why grading failed;
     warning: something the instructor should see although the grade stands (no feedback).
+    seconds: wall time of the grading task; worker: ``host:pid`` that graded it; notebook,
+    submitted, feedback_html: the autograded notebook, the rebuilt hand-in and the feedback
+    (text) a task returns to the coordinator (:mod:`autograder.cluster`).
     """
 
     student: str
@@ -54,6 +57,11 @@ class GradeResult:
     error: str | None = None
     feedback: Path | None = None
     warning: str | None = None
+    seconds: float | None = None
+    worker: str | None = None
+    notebook: str | None = field(default=None, repr=False)
+    submitted: str | None = field(default=None, repr=False)
+    feedback_html: str | None = field(default=None, repr=False)
 
 
 def assignments_in(source_dir: Path) -> list[str]:
@@ -154,24 +162,30 @@ def _scores(course_root: Path, student: str, assignment: str) -> GradeResult:
 
 
 def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
-          timeout: int | None = None, sandbox: bool = True) -> list[GradeResult]:
+          timeout: int | None = None, sandbox: bool = True, workers: int = 0,
+          scheduler: str | None = None, progress: bool = False) -> list[GradeResult]:
     """Autograde every ``<student>/<assignment>/*.ipynb`` under ``submissions``.
 
-    Each submission is rebuilt from the source (:func:`~autograder.submissions.read_submission`),
-    executed in its own sandboxed kernel (:mod:`autograder.sandbox`), and every judged test
-    cell is decided in this process from the kernel's observations against the reference's
-    (:mod:`autograder.judge`, :mod:`autograder.reference`; the reference runs first, once per
-    content hash). Writes ``out_dir/feedback/<student>/<assignment>.html`` (no hidden-test
-    source or tracebacks) and ``out_dir/grades.csv``. A submission that cannot be graded (no
-    or several notebooks, corrupt file, unknown assignment) is reported with its reason; a
-    kernel stopped by a limit costs only the cells that did not run; everyone else is graded.
+    Each submission is one task (:func:`autograder.cluster.grade_submission`): rebuilt from the
+    source (:func:`~autograder.submissions.read_submission`), executed in its own sandboxed
+    kernel (:mod:`autograder.sandbox`) in a scratch nbgrader course, and every judged test cell
+    decided in the grader from the kernel's observations against the reference's
+    (:mod:`autograder.judge`, :mod:`autograder.reference`; the reference runs first, here, once
+    per content hash). Writes ``out_dir/feedback/<student>/<assignment>.html`` (no hidden-test
+    source or tracebacks), ``out_dir/grades.csv`` and ``out_dir/verdicts.csv``. A submission
+    that cannot be graded (no or several notebooks, corrupt file, unknown assignment) is
+    reported with its reason; a kernel stopped by a limit costs only the cells that did not
+    run; everyone else is graded.
 
     Args:
         submissions: the collected submissions folder.
         out_dir: where feedback and the CSV go (created).
         source_dir: the instructor's source notebooks.
-        timeout: per-cell limit in seconds (default: nbgrader_config.py's).
+        timeout: per-cell wall-clock backstop in seconds (default: nbgrader_config.py's).
         sandbox: run kernels in bubblewrap; ``False`` only for a trusted local run.
+        workers: 0 grades in this process; N > 0 on a LocalCluster of N processes.
+        scheduler: a Dask scheduler's address (``tcp://HOST:PORT``) to grade on instead.
+        progress: show a progress bar.
 
     Returns:
         One :class:`GradeResult` per (student, assignment) folder, sorted.
@@ -180,6 +194,7 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
         SandboxUnavailable: ``sandbox`` and bubblewrap is missing or cannot run here.
         RuntimeError: the reference solution fails its own judges (grading stops before anyone).
     """
+    from .cluster import Task, run, source_files
     from .reference import lm_cache, readable, reference_for
     from .sandbox import check_bwrap
 
@@ -187,25 +202,36 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
         check_bwrap()
     known = set(assignments_in(source_dir))
     found = collect(Path(submissions), known)
-    results: list[GradeResult] = []
     out_dir = Path(out_dir)
+    tasks, results = [], {}
+    for n, (student, a, where, problem) in enumerate(found):
+        if problem is None:
+            try:
+                tasks.append((n, Task(student, a, find_notebook(where, a).read_bytes(), feedback=True)))
+                continue
+            except SubmissionError as err:
+                problem = str(err)
+        results[n] = GradeResult(student, a, error=problem)
+    used = sorted({t.assignment for _, t in tasks})
     with tempfile.TemporaryDirectory(prefix="leaklab-grade-") as tmp, _grading_env():
-        course = Path(tmp)
-        used = sorted({a for _, a, _, _ in found} & known)
-        _prepare_course(course, source_dir, used)
-        sources = {a: nbformat.read(str(source_dir / a / f"{a}.ipynb"), as_version=4) for a in sorted(known)}
-        api = _api(course, timeout, sandbox)
+        config = _config(Path(tmp), timeout, sandbox)
         readable(lm_cache())                                 # a5's trained models, read by every kernel
         for a in used:
-            reference_for(a, course / "source" / a / f"{a}.ipynb", api.config)
-        for student, a, where, problem in found:
-            if problem is not None:
-                results.append(GradeResult(student, a, error=problem))
-            else:
-                results.append(_grade_one(api, course, out_dir, student, a, where, sources))
-    write_csv(results, out_dir / "grades.csv")
-    write_verdicts(results, out_dir / "verdicts.csv")
-    return results
+            reference_for(a, source_dir / a / f"{a}.ipynb", config)
+    files = {a: source_files(source_dir / a) for a in used}
+    graded = run([t for _, t in tasks], files, workers=workers, scheduler=scheduler, timeout=timeout,
+                 sandbox=sandbox, progress=progress)
+    for (n, _), r in zip(tasks, graded):
+        if r.feedback_html is not None:
+            target = out_dir / "feedback" / r.student / f"{r.assignment}.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(r.feedback_html)
+            r.feedback = target
+        results[n] = r
+    ordered = [results[n] for n in sorted(results)]
+    write_csv(ordered, out_dir / "grades.csv")
+    write_verdicts(ordered, out_dir / "verdicts.csv")
+    return ordered
 
 
 def _outcomes(course: Path, student: str, a: str) -> tuple[dict[str, str], str | None]:
@@ -231,41 +257,14 @@ def _outcomes(course: Path, student: str, a: str) -> tuple[dict[str, str], str |
     return reasons, stopped
 
 
-def _grade_one(api, course: Path, out_dir: Path, student: str, a: str, where: Path,
-               sources: dict) -> GradeResult:
-    if a not in sources:
-        return GradeResult(student, a, error=f"unknown assignment {a!r}; expected one of {sorted(sources) or 'none'}")
-    try:
-        nb = read_submission(find_notebook(where, a), sources[a])
-    except SubmissionError as err:
-        return GradeResult(student, a, error=str(err))
-    dest = course / "submitted" / student / a
-    dest.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(dest / f"{a}.ipynb"))
-    res = api.autograde(a, student, force=True, create=True)
-    if not res["success"]:
-        return GradeResult(student, a, error=_reason(res))
-    result = _scores(course, student, a)
-    result.reasons, result.warning = _outcomes(course, student, a)
-    fb = api.generate_feedback(a, student, force=True)
-    html = course / "feedback" / student / a / f"{a}.html"
-    if fb["success"] and html.exists():
-        target = out_dir / "feedback" / student / f"{a}.html"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(html, target)
-        result.feedback = target
-    else:
-        result.warning = "; ".join(w for w in (result.warning, f"no feedback file: {_reason(fb)}") if w)
-    return result
-
-
-COLUMNS = ["assignment", "student", "auto_score", "auto_max", "manual_pending", "status"]
+COLUMNS = ["assignment", "student", "auto_score", "auto_max", "manual_pending", "seconds", "status"]
 
 
 def _row(r: GradeResult) -> list:
     fmt = lambda v: "" if v is None else f"{v:g}"
     status = f"NOT GRADED: {r.error}" if r.error else ("ok" if r.warning is None else f"ok; {r.warning}")
-    return [r.assignment, r.student, fmt(r.auto_score), fmt(r.auto_max), fmt(r.manual_pending), status]
+    secs = "" if r.seconds is None else f"{r.seconds:.0f}"
+    return [r.assignment, r.student, fmt(r.auto_score), fmt(r.auto_max), fmt(r.manual_pending), secs, status]
 
 
 def write_csv(results: list[GradeResult], path: Path) -> None:
@@ -293,9 +292,10 @@ def write_verdicts(results: list[GradeResult], path: Path) -> None:
 def format_table(results: list[GradeResult]) -> str:
     """A plain-text score table, one line per (assignment, student)."""
     ordered = sorted(results, key=lambda r: (r.assignment, r.student))
-    rows = [["assignment", "student", "automatic", "of", "manual pending", "status"]] + [_row(r) for r in ordered]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows]
+    rows = [["assignment", "student", "automatic", "of", "manual pending", "time (s)", "status"]] \
+        + [_row(r) for r in ordered]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:6], widths)) + "  " + row[6] for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 

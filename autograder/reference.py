@@ -21,10 +21,16 @@ from pathlib import Path
 import nbformat
 from .judge import judge_cell, judges_of, kernel_source, oracles_of
 
+#: Threads of one kernel (torch, BLAS): fixed, so a grade never depends on the machine's core
+#: count and parallel graders do not oversubscribe the cores (workers = cores // KERNEL_THREADS).
+KERNEL_THREADS = 2
+
 #: Environment of every grading kernel (also the reference's): the ci profile (the hidden
-#: thresholds are set for it), no progress bars, no network look-ups, inline plots.
+#: thresholds are set for it), no progress bars, no network look-ups, inline plots,
+#: :data:`KERNEL_THREADS` threads.
 GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
-               "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore"}
+               "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore",
+               "OMP_NUM_THREADS": str(KERNEL_THREADS), "MKL_NUM_THREADS": str(KERNEL_THREADS)}
 
 
 #: Per-cell limit of the reference run (seconds): its cells train the language models that the
@@ -92,6 +98,9 @@ def run_notebook(nb, config, *, lm_dir: Path, rw: bool = False, oracle_sections:
         config.Execute.timeout = max(config.Execute.timeout or 0, REFERENCE_CELL_SECONDS)   # instructor's code,
         config.SandboxedExecute.notebook_timeout = max(config.SandboxedExecute.notebook_timeout or 0,  # so its
                                                        2 * REFERENCE_CELL_SECONDS)          # cells get longer
+        if config.SandboxedExecute.get("cell_cpu_seconds"):
+            config.SandboxedExecute.cell_cpu_seconds = max(config.SandboxedExecute.cell_cpu_seconds,
+                                                           KERNEL_THREADS * REFERENCE_CELL_SECONDS)
     ro = [p for p in (data_dir(), None if rw else lm_dir) if p is not None and Path(p).exists()]
     config.SandboxKernelManager.ro_paths = [str(p) for p in ro]
     config.SandboxKernelManager.rw_paths = [str(lm_dir)] if rw else []
@@ -147,9 +156,20 @@ def reference_for(assignment: str, source: Path, config, cache: Path | None = No
         RuntimeError: the reference stopped early, or a judge fails on the reference itself
             (the message names the cell and the reason).
     """
+    import fcntl
+
     folder = (cache or cache_root()) / f"{assignment}-{content_hash(source)[:16]}"
     if (folder / "COMPLETE").exists():
         return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as lock:   # graders on one machine: one run
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "COMPLETE").exists():
+            _compute_reference(assignment, source, config, folder)
+    return folder
+
+
+def _compute_reference(assignment: str, source: Path, config, folder: Path) -> None:
     nb = nbformat.read(str(source), as_version=4)
     lm = lm_cache()
     lm.mkdir(parents=True, exist_ok=True)
@@ -175,4 +195,3 @@ def reference_for(assignment: str, source: Path, config, cache: Path | None = No
         tmp_folder.rename(folder)
     finally:
         discard(res)
-    return folder

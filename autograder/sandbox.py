@@ -18,8 +18,13 @@ namespaces in one command. Each kernel gets:
 - the victims of the graded cells only through the grader's oracle (``autograder/oracle.py``),
   whose socket ``ipc/oracle`` is the one door out of the sandbox besides the kernel's own;
 - limits (``prlimit``): address space, CPU time, processes, open files, file size; the
-  grader adds the total output and the per-cell and per-notebook wall time, and kills the
-  whole process tree (the PID namespace) at any of them.
+  grader adds the total output, the CPU time of each cell (every process and thread of the
+  sandbox, read with psutil: a loaded machine slows a cell but does not make it use more
+  CPU, so a correct answer is not stopped because other jobs share the cores), a per-cell
+  wall-clock backstop (for a cell that sleeps or blocks) and the per-notebook wall time, and
+  kills the whole process tree (the PID namespace) at any of them. A stop by a wall-clock
+  limit says so (:data:`WALL_LIMIT`): the grading run re-runs that notebook once, alone;
+- a uid of its own on the machine (:func:`claim_uid`), however many graders run at once.
 
 :class:`SandboxedExecute` is nbgrader's ``Execute`` with this kernel manager, the limits,
 and a verdict for the cells a dead or killed kernel never ran; the configuration in
@@ -43,8 +48,44 @@ from traitlets import Bool, Integer, List, Unicode, default
 
 from nbgrader.preprocessors import Execute
 
-UID_BASE = 61000                      #: sandbox uids are UID_BASE + (grader pid % 1000)
+UID_BASE = 61000                      #: sandbox uids are UID_BASE + n, n < UID_COUNT, one per grading process
+UID_COUNT = 1000
 LIMIT_NOTICE = "LimitExceeded"
+WALL_LIMIT = "wall-clock limit"       #: in the reason of a stop by wall time (a loaded machine can cause it)
+CPU_LIMIT = "of CPU time"             #: in the reason of a stop by the kernel's own CPU use
+
+_claimed: dict[int, object] = {}
+
+
+def claim_uid() -> int:
+    """A sandbox uid no other grading process on this machine holds, kept for this process's life.
+
+    Each uid is a lock file (``fcntl.flock``) in ``$TMPDIR/leaklab-uids``; the kernel drops the
+    lock when the process exits, however it exits, so parallel graders (Dask workers) never
+    share a uid -- and with it the process limit or the files of another student's kernel.
+
+    Raises:
+        RuntimeError: all :data:`UID_COUNT` uids are held.
+    """
+    import fcntl
+
+    pid = os.getpid()
+    if pid in _claimed:
+        return _claimed[pid][0]
+    folder = Path(tempfile.gettempdir()) / "leaklab-uids"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    start = pid % UID_COUNT
+    for n in [(start + i) % UID_COUNT for i in range(UID_COUNT)]:
+        f = open(folder / f"{UID_BASE + n}.lock", "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _claimed.clear()                                   # a forked child does not inherit its parent's claim
+        _claimed[pid] = (UID_BASE + n, f)
+        return UID_BASE + n
+    raise RuntimeError(f"all {UID_COUNT} sandbox uids from {UID_BASE} are held by other grading processes")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -118,8 +159,12 @@ class SandboxKernelManager(AsyncKernelManager):
     processes = Integer(512, help="process/thread limit of the sandbox uid").tag(config=True)
     open_files = Integer(1024, help="open-file limit").tag(config=True)
     file_bytes = Integer(2**30, help="largest file the kernel may write (bytes)").tag(config=True)
-    uid = Integer(UID_BASE + os.getpid() % 1000, help="uid of the sandboxed kernel").tag(config=True)
+    uid = Integer(help="uid of the sandboxed kernel (default: claim_uid(), unique on this machine)").tag(config=True)
     extra_env: dict = {}                      #: set per kernel by SandboxedExecute (the oracle's address)
+
+    @default("uid")
+    def _default_uid(self):
+        return claim_uid()
 
     @default("kernel_env")
     def _default_env(self):
@@ -217,6 +262,8 @@ class SandboxedExecute(Execute):
     sandbox = Bool(True, help="run the kernel in bubblewrap (False: --unsafe-no-sandbox)").tag(config=True)
     scratch_root = Unicode("", help="where scratch folders are made (default: the system temp dir)").tag(config=True)
     notebook_timeout = Integer(3600, help="wall-time limit of a whole notebook (seconds)").tag(config=True)
+    cell_cpu_seconds = Integer(0, help="CPU time one cell may use, all the kernel's processes and threads "
+                                       "together (seconds; 0: no CPU limit)").tag(config=True)
     max_output_bytes = Integer(64 * 2**20, help="total output a notebook may send (bytes)").tag(config=True)
 
     def __init__(self, *args, **kwargs):
@@ -246,8 +293,36 @@ class SandboxedExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
     async def _async_handle_timeout(self, timeout, cell=None):
-        self._stop(f"a cell ran longer than its {timeout} s limit")
+        self._stop(f"a cell ran past its {timeout} s {WALL_LIMIT}")
         raise SandboxLimit(self._limit)
+
+    def _kernel_cpu(self) -> float:
+        """CPU seconds used so far by every process of the sandbox (reaped children included)."""
+        import psutil
+
+        proc = getattr(getattr(getattr(self, "km", None), "provisioner", None), "process", None)
+        if proc is None:
+            return 0.0
+        total = 0.0
+        try:
+            root = psutil.Process(proc.pid)
+            tree = [root] + root.children(recursive=True)
+        except psutil.Error:
+            return 0.0
+        for p in tree:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
+                pass
+        return total
+
+    def _watch_cpu(self, stop: threading.Event) -> None:
+        start = self._kernel_cpu()
+        while not stop.wait(0.5):
+            if self._kernel_cpu() - start > self.cell_cpu_seconds:
+                self._stop(f"a cell used more than its {self.cell_cpu_seconds} s {CPU_LIMIT}")
+                return
 
     def preprocess(self, nb, resources, km=None):
         check_bwrap() if self.sandbox else None
@@ -259,7 +334,7 @@ class SandboxedExecute(Execute):
         resources["leaklab"]["scratch"] = self._scratch
         self._oracle = self._start_oracle(resources)
         timer = threading.Timer(self.notebook_timeout,
-                                lambda: self._stop(f"the notebook ran longer than its {self.notebook_timeout} s limit"))
+                                lambda: self._stop(f"the notebook ran past its {self.notebook_timeout} s {WALL_LIMIT}"))
         timer.daemon = True
         timer.start()
         started = time.monotonic()
@@ -292,9 +367,13 @@ class SandboxedExecute(Execute):
     def preprocess_cell(self, cell, resources, index):
         if self._oracle is not None:
             self._oracle.cell = cell.metadata.get("nbgrader", {}).get("grade_id")
+        stop = threading.Event()
+        if self.cell_cpu_seconds > 0 and cell.cell_type == "code":
+            threading.Thread(target=self._watch_cpu, args=(stop,), daemon=True).start()
         try:
             result = super().preprocess_cell(cell, resources, index)
         finally:
+            stop.set()
             if self._oracle is not None:
                 self._oracle.cell = None
         self._done.add(index)

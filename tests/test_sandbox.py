@@ -6,6 +6,7 @@ it); without it the whole module fails, since grading would refuse to start.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,8 @@ def run_cells(sources: list, oracle_sections: dict[str, str] | None = None, **li
     c.Execute.timeout = limits.pop("timeout", 60)
     c.Execute.kernel_name = "python3"
     for key, value in limits.items():
-        cls = "SandboxedExecute" if key in ("notebook_timeout", "max_output_bytes") else "SandboxKernelManager"
+        cls = "SandboxedExecute" if key in ("notebook_timeout", "max_output_bytes", "cell_cpu_seconds") \
+            else "SandboxKernelManager"
         setattr(c[cls], key, value)
     cells = []
     for s in sources:
@@ -161,10 +163,36 @@ def test_huge_output_stops_only_that_kernel():
 def test_cell_and_notebook_time_limits_kill_the_kernel():
     texts, res = run_cells(["import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ok')",
                             "while True:\n    pass", "print('never')"], timeout=5)
-    assert texts[0] == "ok\n" and "5 s limit" in texts[1] and LIMIT_NOTICE in texts[2], texts
+    assert texts[0] == "ok\n" and "5 s wall-clock limit" in texts[1] and LIMIT_NOTICE in texts[2], texts
     texts, res = run_cells(["import time; time.sleep(2); print('a')", "time.sleep(2); print('b')",
                             "time.sleep(30)"], timeout=60, notebook_timeout=8)
-    assert texts[:2] == ["a\n", "b\n"] and "notebook ran longer" in texts[2], texts
+    assert texts[:2] == ["a\n", "b\n"] and "notebook ran past its 8 s wall-clock limit" in texts[2], texts
+
+
+BURN = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 2.0:\n    pass\n"
+        "print('done', round(time.process_time() - t, 1))")
+
+
+def test_a_cpu_limit_spares_a_correct_cell_on_a_busy_machine_and_stops_a_loop():
+    """Issue 17 item 6: a cell that needs 2 s of CPU, on a machine whose cores are taken by a
+    CPU hog (2 busy processes per core and one more), passes under a 3 s CPU limit -- and the
+    same cell under a 3 s wall-clock limit, as before, is stopped; an endless loop is stopped
+    by the CPU limit, with a reason that says so."""
+    import sys
+
+    busy = 2 * len(os.sched_getaffinity(0)) + 1
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)  # each its own
+            for _ in range(busy)]                     # session, as other kernels are (the scheduler's autogroups)
+    try:
+        texts, _ = run_cells([BURN, "while True:\n    pass", "print('never')"], timeout=120, cell_cpu_seconds=3)
+        assert texts[0].startswith("done"), texts
+        assert "more than its 3 s of CPU time" in texts[1] and LIMIT_NOTICE in texts[2], texts
+        texts, _ = run_cells([BURN], timeout=3)                        # the old wall-clock limit
+        assert "3 s wall-clock limit" in texts[0], texts
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
 
 
 def test_a_kernel_that_exits_costs_only_its_remaining_cells():
