@@ -205,6 +205,8 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
     out_dir = Path(out_dir)
     tasks, results = [], {}
     for n, (student, a, where, problem) in enumerate(found):
+        if problem is None and a not in known:
+            problem = f"unknown assignment {a!r}; expected one of {sorted(known) or 'none'}"
         if problem is None:
             try:
                 tasks.append((n, Task(student, a, find_notebook(where, a).read_bytes(), feedback=True)))
