@@ -5,7 +5,9 @@ CLI process per step. Trusted grading lives in nbgrader's own extension points, 
 ``nbgrader_config.py``: each submission is rebuilt from the source (``submissions.py``), its
 kernel runs in a bubblewrap sandbox (``sandbox.py``), and every test cell is decided in this
 process by its judge from the kernel's recorded observations against the reference solution's
-(``judge.py``, ``reference.py``); feedback is redacted (``feedback.py``).
+(``judge.py``, ``reference.py``); feedback is redacted (``feedback.py``). Each submission is
+one task of ``cluster.py`` (in this process, on a Dask LocalCluster or on a Dask cluster),
+graded in a scratch nbgrader course of its own.
 """
 from __future__ import annotations
 
