@@ -40,7 +40,7 @@ os.environ.update(GRADER_ENV)
 # that ran keep their verdicts, the rest score 0 with the reason shown, and a stop by a
 # wall-clock limit is graded once more, alone, after the rest of the class.
 c.SandboxedExecute.cell_cpu_seconds = 300   # CPU seconds per cell (all the kernel's threads)
-c.Execute.timeout = 960                     # wall-clock seconds per cell (backstop)
+c.Execute.timeout = 300                     # wall-clock seconds per cell (backstop: 6x the slowest cell)
 c.Execute.kernel_name = "python3"         # one kernel for everyone, whatever the submission says
 c.Execute.execute_retries = 0
 c.SandboxedExecute.notebook_timeout = 1800          # wall-clock seconds per notebook (a2, the slowest, takes ~150 s)
