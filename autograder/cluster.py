@@ -248,12 +248,15 @@ def _run_here(tasks, files, timeout, sandbox, done) -> None:
 def _guarded(task, files, timeout, sandbox) -> GradeResult:
     try:
         return grade_submission(task, files, timeout, sandbox)
-    except RuntimeError as err:
-        if "reference solution" in str(err):
-            raise
-        return _failed(task, f"grading crashed: {type(err).__name__}: {err}"[:400])
     except Exception as err:                          # one hand-in's failure costs only that student
-        return _failed(task, f"grading crashed: {type(err).__name__}: {err}"[:400])
+        return _crashed(task, err)
+
+
+def _crashed(task: Task, err: Exception) -> GradeResult:
+    """That student's error for a task that raised; a broken reference stops the whole run."""
+    if isinstance(err, RuntimeError) and "reference solution" in str(err):
+        raise err
+    return _failed(task, f"grading crashed: {type(err).__name__}: {err}"[:400])
 
 
 def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
@@ -284,12 +287,8 @@ def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
             except KilledWorker as err:
                 return _failed(t, "the grading worker died every time it graded this hand-in (it ran out of "
                                   f"memory or was killed: {err}); not graded, the next run retries it")
-            except RuntimeError as err:
-                if "reference solution" in str(err):
-                    raise
-                return _failed(t, f"grading crashed: {type(err).__name__}: {err}"[:400])
             except Exception as err:
-                return _failed(t, f"grading crashed: {type(err).__name__}: {err}"[:400])
+                return _crashed(t, err)
 
         again = []
         for fut in as_completed([submit(i) for i in range(len(tasks))]):
