@@ -122,10 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _default_help() -> str:
+    from .cluster import default_workers
+    from .reference import KERNEL_THREADS
+
+    return f"the cores / the {KERNEL_THREADS} threads of one kernel = {default_workers()} here"
+
+
 def _parallel(parser, default: int | None) -> None:
     parser.add_argument("--workers", type=int, default=default,
                         help="grade on a Dask LocalCluster of N worker processes; 0 grades in this process "
-                             f"(default: {'cores // 2, the threads of one kernel' if default is None else default})")
+                             f"(default: {_default_help() if default is None else default})")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                         help="grade on an existing Dask cluster (its workers need this repository, bubblewrap, "
                              "the data and DASK_DISTRIBUTED__WORKER__DAEMON=False)")

@@ -25,8 +25,10 @@ Where the tasks run (:func:`run`):
 Faults: a worker that dies mid-task (killed, out of memory) has its task re-run elsewhere by
 the scheduler (``distributed.scheduler.allowed-failures`` times); a task that keeps killing
 its worker ends as that student's error with the reason, and the rest of the class is graded.
-A notebook stopped by a *wall-clock* limit (a loaded machine, not its own CPU use) is graded
-once more after the rest of the class, alone on the cluster, before its 0 stands.
+A notebook stopped by a *wall-clock* limit while it computed (a loaded machine, not its own
+CPU use: :data:`~autograder.sandbox.WALL_LIMIT` in the reason) is graded once more after the
+rest of the class, alone on the cluster, before its 0 stands; a cell that sat idle past the
+limit (:data:`~autograder.sandbox.IDLE_LIMIT`) is not re-run.
 """
 from __future__ import annotations
 
@@ -112,7 +114,7 @@ def grade_submission(task: Task, files: dict[str, bytes], timeout: int | None = 
         not be graded (not a notebook, corrupt, nbgrader failed).
 
     Raises:
-        RuntimeError: the reference solution fails its own judges (nobody can be graded).
+        autograder.reference.ReferenceFailure: the reference solution fails its own judges (nobody can be graded).
     """
     started = time.monotonic()
     with _grading_env():
@@ -203,7 +205,7 @@ def run(tasks: list[Task], files: dict[str, dict[str, bytes]], *, workers: int =
         or that raised is an ``error`` result naming the reason.
 
     Raises:
-        RuntimeError: the reference solution fails its own judges.
+        autograder.reference.ReferenceFailure: the reference solution fails its own judges.
         ValueError: ``workers`` < 0, or a task's assignment has no ``files``.
     """
     from tqdm.auto import tqdm
@@ -254,7 +256,9 @@ def _guarded(task, files, timeout, sandbox) -> GradeResult:
 
 def _crashed(task: Task, err: Exception) -> GradeResult:
     """That student's error for a task that raised; a broken reference stops the whole run."""
-    if isinstance(err, RuntimeError) and "reference solution" in str(err):
+    from .reference import ReferenceFailure
+
+    if isinstance(err, ReferenceFailure):
         raise err
     return _failed(task, f"grading crashed: {type(err).__name__}: {err}"[:400])
 

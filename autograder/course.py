@@ -271,7 +271,7 @@ def grade(course: Path, assignments: list[str] | None = None, students: list[str
 
     Raises:
         CourseError: not a course. SandboxUnavailable: ``sandbox`` and no bubblewrap.
-        RuntimeError: the reference solution fails its own judges.
+        autograder.reference.ReferenceFailure: the reference solution fails its own judges.
     """
     from .cluster import Task, default_workers, run, source_files
     from .reference import lm_cache, readable, reference_for

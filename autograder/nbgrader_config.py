@@ -37,8 +37,9 @@ os.environ.update(GRADER_ENV)
 # so a correct answer on a machine busy with other grading jobs is slowed, not
 # stopped, while an endless loop still is; the wall-clock limit is only a backstop for a cell
 # that sleeps or blocks. A cell past a limit ends the kernel (the whole sandbox): the cells
-# that ran keep their verdicts, the rest score 0 with the reason shown, and a stop by a
-# wall-clock limit is graded once more, alone, after the rest of the class.
+# that ran keep their verdicts, the rest score 0 with the reason shown, and a stop by the
+# wall-clock limit of a cell that was computing is graded once more, alone, after the rest of
+# the class (a cell idle past it -- sleeping, blocked -- is not: sandbox.IDLE_LIMIT).
 c.SandboxedExecute.cell_cpu_seconds = 300   # CPU seconds per cell (all the kernel's threads)
 c.Execute.timeout = 300                     # wall-clock seconds per cell (backstop: 6x the slowest cell)
 c.Execute.kernel_name = "python3"         # one kernel for everyone, whatever the submission says

@@ -194,7 +194,8 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
 
     Raises:
         SandboxUnavailable: ``sandbox`` and bubblewrap is missing or cannot run here.
-        RuntimeError: the reference solution fails its own judges (grading stops before anyone).
+        autograder.reference.ReferenceFailure: the reference solution fails its own judges (grading stops
+            before anyone).
     """
     from .cluster import Task, run, source_files
     from .reference import lm_cache, readable, reference_for

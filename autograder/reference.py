@@ -38,6 +38,11 @@ GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE
 REFERENCE_CELL_SECONDS = 1800
 
 
+class ReferenceFailure(RuntimeError):
+    """The instructor's reference solution stops early or fails one of its own judges: nobody
+    can be graded against it, so a grading run stops (it is never one student's error)."""
+
+
 def cache_root() -> Path:
     """``$LEAKLAB_CACHE_DIR/../reference`` style location: ``~/.cache/leaklab/reference`` unless
     ``LEAKLAB_REFERENCE_CACHE`` names another folder."""
@@ -153,7 +158,7 @@ def reference_for(assignment: str, source: Path, config, cache: Path | None = No
         cache: where cached references live (default :func:`cache_root`).
 
     Raises:
-        RuntimeError: the reference stopped early, or a judge fails on the reference itself
+        ReferenceFailure: the reference stopped early, or a judge fails on the reference itself
             (the message names the cell and the reason).
     """
     import fcntl
@@ -182,11 +187,11 @@ def _compute_reference(assignment: str, source: Path, config, folder: Path) -> N
     readable(lm)
     try:
         if res["leaklab"].get("stopped"):
-            raise RuntimeError(f"the reference solution of {assignment} stopped early: {res['leaklab']['stopped']}")
+            raise ReferenceFailure(f"the reference solution of {assignment} stopped early: {res['leaklab']['stopped']}")
         failed = self_check(res, judges)
         if failed:
             gid, why = next(iter(failed.items()))
-            raise RuntimeError(f"the reference solution of {assignment} fails its own judge {gid}: {why}")
+            raise ReferenceFailure(f"the reference solution of {assignment} fails its own judge {gid}: {why}")
         tmp_folder = folder.with_name(folder.name + ".partial")
         shutil.rmtree(tmp_folder, ignore_errors=True)
         shutil.copytree(Path(res["leaklab"]["scratch"]) / "observations", tmp_folder)

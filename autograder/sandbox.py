@@ -23,7 +23,11 @@ namespaces in one command. Each kernel gets:
   CPU, so a correct answer is not stopped because other jobs share the cores), a per-cell
   wall-clock backstop (for a cell that sleeps or blocks) and the per-notebook wall time, and
   kills the whole process tree (the PID namespace) at any of them. A stop by a wall-clock
-  limit says so (:data:`WALL_LIMIT`): the grading run re-runs that notebook once, alone;
+  limit of a cell that was computing (its kernel and the oracle used at least
+  :data:`BUSY_CPU_FRACTION` of a core) says so (:data:`WALL_LIMIT`): a loaded machine can
+  cause it, so the grading run re-runs that notebook once, alone; a cell that sat idle past
+  the limit (it sleeps or blocks) is reported as :data:`IDLE_LIMIT` and not re-run -- an idle
+  cell is no faster on an idle machine;
 - a uid of its own on the machine (:func:`claim_uid`), however many graders run at once.
 
 :class:`SandboxedExecute` is nbgrader's ``Execute`` with this kernel manager, the limits,
@@ -53,6 +57,8 @@ UID_COUNT = 1000
 LIMIT_NOTICE = "LimitExceeded"
 WALL_LIMIT = "wall-clock limit"       #: in the reason of a stop by wall time (a loaded machine can cause it)
 CPU_LIMIT = "of CPU time"             #: in the reason of a stop by the kernel's own CPU use
+IDLE_LIMIT = "time limit while idle"  #: in the reason of a stop of a cell that neither computed nor was served
+BUSY_CPU_FRACTION = 0.1               #: CPU seconds per wall second above which a timed-out cell was computing
 
 _claimed: dict[int, object] = {}
 
@@ -293,11 +299,17 @@ class SandboxedExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
     async def _async_handle_timeout(self, timeout, cell=None):
-        self._stop(f"a cell ran past its {timeout} s {WALL_LIMIT}")
+        used = self._kernel_cpu(oracle=True) - self._cell_cpu
+        if used >= BUSY_CPU_FRACTION * timeout:
+            self._stop(f"a cell ran past its {timeout} s {WALL_LIMIT}")
+        else:
+            self._stop(f"a cell ran past its {timeout} s {IDLE_LIMIT} (it used {used:.0f} s of CPU: "
+                       "it sleeps, waits for input or is blocked)")
         raise SandboxLimit(self._limit)
 
-    def _kernel_cpu(self) -> float:
-        """CPU seconds used so far by every process of the sandbox (reaped children included)."""
+    def _kernel_cpu(self, oracle: bool = False) -> float:
+        """CPU seconds used so far by every process of the sandbox (reaped children included),
+        and with ``oracle`` by the oracle process serving its victims."""
         import psutil
 
         proc = getattr(getattr(getattr(self, "km", None), "provisioner", None), "process", None)
@@ -309,6 +321,12 @@ class SandboxedExecute(Execute):
             tree = [root] + root.children(recursive=True)
         except psutil.Error:
             return 0.0
+        served = getattr(getattr(self, "_oracle", None), "_proc", None)
+        if oracle and served is not None and served.pid is not None:
+            try:
+                tree.append(psutil.Process(served.pid))
+            except psutil.Error:
+                pass
         for p in tree:
             try:
                 t = p.cpu_times()
@@ -329,7 +347,7 @@ class SandboxedExecute(Execute):
         base = self.scratch_root or None
         self._scratch = tempfile.mkdtemp(prefix="leaklab-sandbox-", dir=base)
         os.chmod(self._scratch, 0o700)
-        self._limit, self._output_bytes, self._done = None, 0, set()
+        self._limit, self._output_bytes, self._done, self._cell_cpu = None, 0, set(), 0.0
         resources.setdefault("leaklab", {})["observations"] = str(Path(self._scratch) / "observations")
         resources["leaklab"]["scratch"] = self._scratch
         self._oracle = self._start_oracle(resources)
@@ -368,6 +386,7 @@ class SandboxedExecute(Execute):
         if self._oracle is not None:
             self._oracle.cell = cell.metadata.get("nbgrader", {}).get("grade_id")
         stop = threading.Event()
+        self._cell_cpu = self._kernel_cpu(oracle=True) if cell.cell_type == "code" else 0.0
         if self.cell_cpu_seconds > 0 and cell.cell_type == "code":
             threading.Thread(target=self._watch_cpu, args=(stop,), daemon=True).start()
         try:

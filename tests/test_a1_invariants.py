@@ -28,6 +28,13 @@ def commit(value, nonce=None):
     nonce = secrets.token_bytes(16) if nonce is None else nonce
     return hashlib.sha256(canonical_bytes(value)).hexdigest(), nonce
 ''', ["a1_p1_commitment_visible", "a1_p1_commitment_hidden"]),
+    "commitment that takes a nonce of any length from 16 bytes (r || enc(x) ambiguous)": ('''
+def commit(value, nonce=None):
+    nonce = secrets.token_bytes(16) if nonce is None else nonce
+    if len(nonce) < 16:
+        raise ValueError("the nonce needs at least 16 bytes")
+    return hashlib.sha256(nonce + canonical_bytes(value)).hexdigest(), nonce
+''', ["a1_p1_commitment_hidden"]),
     "KeyGen whose labels may equal f(t)": ('''
 def keygen(n, f, num_classes, shape, generator):
     triggers = abstract_images(n, shape, generator)
@@ -74,6 +81,20 @@ def verify(mk, vk, api, f, eps):
         return 0
     wrong = int((api.query(mk.triggers) != mk.labels).sum())
     return int(wrong < eps * len(mk.triggers))
+''', ["a1_p4_verify_hidden"]),
+    "Verify that compares wrong <= eps * |T| in floating point": ('''
+def verify(mk, vk, api, f, eps):
+    n = len(mk.triggers)
+    if (torch.as_tensor(mk.labels) == torch.as_tensor(f(mk.triggers))).any():
+        return 0
+    if len(vk.image_commitments) != n or len(vk.label_commitments) != n:
+        return 0
+    for i in range(n):
+        if not (open_commitment(vk.image_commitments[i], mk.triggers[i], mk.image_nonces[i])
+                and open_commitment(vk.label_commitments[i], int(mk.labels[i]), mk.label_nonces[i])):
+            return 0
+    wrong = int((api.query(mk.triggers) != mk.labels).sum())
+    return int(wrong <= eps * n)
 ''', ["a1_p4_verify_hidden"]),
     "FTLL that fine-tunes every layer": ('''
 def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_epoch=None):

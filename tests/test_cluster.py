@@ -1,11 +1,14 @@
 """Grading on a real Dask cluster (issue 17 items 5 and 7): a scheduler and two worker processes
 (with nannies) on loopback, started with Dask's own CLI as on a lab's machines; the class is the
-toy assignment of test_course.py, so it runs in about a minute.
+toy assignment of test_course.py, so it runs in a few minutes.
 
 While the class is graded, one worker process is killed in the middle of a task, its kernel
 running (as the OOM killer or a lost machine would end it); the scheduler re-runs the task.
 Every hand-in must be graded exactly once, into the gradebook and the course's state, with the
-scores of a sequential run."""
+scores of a sequential run. One more hand-in kills its worker every time it is graded (its
+answer starts a marker process; the killer ends the worker running it, as the OOM killer would
+end a worker whose every attempt blows up): it must end as that student's error with the reason,
+stay out of the gradebook and the state (the next run retries it), and cost nobody else."""
 from __future__ import annotations
 
 import os
@@ -26,6 +29,7 @@ from autograder.sandbox import check_bwrap
 from test_course import A, handin, toy_source
 
 SLOW = "import time\n    time.sleep(8)\n    return a + b"        # long enough to be killed mid-task
+DOOMED = "import subprocess\n    subprocess.run(['sleep', '%s'])\n    return a + b" % (MARK := "97.5")
 
 
 def _free_port() -> int:
@@ -41,8 +45,9 @@ def cluster(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
            "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler_env = {**env, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}   # 2 deaths: KilledWorker
     procs = [subprocess.Popen(dask + ["--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0",
-                                      "--no-show"], env=env, cwd=tmp_path,
+                                      "--no-show"], env=scheduler_env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     address = f"tcp://127.0.0.1:{port}"
     for _ in range(2):
@@ -63,7 +68,7 @@ def cluster(tmp_path):
             p.kill()
 
 
-def _course(root, name):
+def _course(root, name, doomed=False):
     path = C.init(root / name, source_dir=toy_source(root / f"src-{name}"))
     download = root / f"{name}.zip"
     with zipfile.ZipFile(download, "w") as z:
@@ -71,27 +76,33 @@ def _course(root, name):
         z.writestr(f"roebob_2002_2_{A}.ipynb", handin(path, "return a - b", "It does not."))
         z.writestr(f"slowsam_2003_3_{A}.ipynb", handin(path, SLOW, "Because."))
         z.writestr(f"crashcat_2004_4_{A}.ipynb", handin(path, SLOW, "Because."))
+        if doomed:
+            z.writestr(f"doomdan_2005_5_{A}.ipynb", handin(path, DOOMED, "Because."))
     C.collect(path, A, download)
     return path
 
 
-def _killer(nannies: list[int], stop: threading.Event, killed: list[int]) -> None:
+def _killer(nannies: list[int], stop: threading.Event, killed: list[int], doomed: list[int]) -> None:
     """Kill, once, a worker process in the middle of a task: the first one seen running a
-    sandboxed kernel (a ``bwrap`` below it) for a few seconds."""
+    sandboxed kernel (a ``bwrap`` below it) for a few seconds; and kill, every time, a worker
+    whose kernel runs the doomed hand-in's marker process (``sleep MARK``)."""
     import psutil
 
-    while not stop.is_set() and not killed:
+    while not stop.is_set():
         for nanny in nannies:
             try:
-                workers = psutil.Process(nanny).children()
-                busy = [w for w in workers if any(c.name() == "bwrap" for c in w.children(recursive=True))]
+                for w in psutil.Process(nanny).children():
+                    below = w.children(recursive=True)
+                    if any(c.name() == "sleep" and MARK in c.cmdline() for c in below):
+                        w.kill()
+                        doomed.append(w.pid)
+                    elif not killed and any(c.name() == "bwrap" for c in below):
+                        time.sleep(3)                    # mid-task: the kernel is running
+                        if w.is_running() and not any(c.name() == "sleep" for c in w.children(recursive=True)):
+                            w.kill()
+                            killed.append(w.pid)
             except psutil.Error:
                 continue
-            if busy:
-                time.sleep(3)                            # mid-task: the kernel is running
-                busy[0].kill()
-                killed.append(busy[0].pid)
-                return
         time.sleep(0.2)
 
 
@@ -100,9 +111,9 @@ def test_a_class_on_a_dask_cluster_survives_a_killed_worker(cluster, tmp_path, m
     address, nannies = cluster
     monkeypatch.setenv("LEAKLAB_REFERENCE_CACHE", str(tmp_path / "reference-cache"))
     sequential = {r.student: r for r in C.grade(_course(tmp_path, "sequential"), workers=0)}
-    path = _course(tmp_path, "distributed")
-    stop, killed = threading.Event(), []
-    watcher = threading.Thread(target=_killer, args=(nannies, stop, killed), daemon=True)
+    path = _course(tmp_path, "distributed", doomed=True)
+    stop, killed, doomed = threading.Event(), [], []
+    watcher = threading.Thread(target=_killer, args=(nannies, stop, killed, doomed), daemon=True)
     watcher.start()
     try:
         results = C.grade(path, scheduler=address)
@@ -110,8 +121,11 @@ def test_a_class_on_a_dask_cluster_survives_a_killed_worker(cluster, tmp_path, m
         stop.set()
         watcher.join(timeout=30)
     assert len(killed) == 1, "no worker was killed mid-task"
-    assert sorted(r.student for r in results) == ["2001", "2002", "2003", "2004"]      # each exactly once
+    # allowed-failures = 1: a second death ends the task (the first may be the one-off kill above)
+    assert 1 <= len(doomed) <= 2, doomed
+    assert sorted(r.student for r in results) == ["2001", "2002", "2003", "2004", "2005"]   # each exactly once
     by = {r.student: r for r in results}
+    assert by.pop("2005").error.startswith("the grading worker died every time it graded this hand-in")
     for s in by:
         assert by[s].error is None and by[s].cells == sequential[s].cells, (s, by[s], sequential[s])
     assert [by[s].auto_score for s in sorted(by)] == [2, 0, 2, 2]
@@ -119,3 +133,48 @@ def test_a_class_on_a_dask_cluster_survives_a_killed_worker(cluster, tmp_path, m
     assert sorted(state) == [f"{A}/{s}" for s in ("2001", "2002", "2003", "2004")]
     with Gradebook(f"sqlite:///{path / 'gradebook.db'}") as gb:
         assert sorted(s.student.id for s in gb.find_assignment(A).submissions) == ["2001", "2002", "2003", "2004"]
+
+
+
+def test_a_notebook_stopped_while_computing_is_graded_once_more_after_the_class(monkeypatch):
+    """Issue 17 item 6: a stop by the wall-clock limit of a computing cell (load) is re-queued once,
+    after everyone else; the re-run's result is the one recorded; an idle cell's stop is final."""
+    from autograder import cluster
+    from autograder.sandbox import IDLE_LIMIT, WALL_LIMIT
+
+    calls = []
+
+    def fake(task, files, timeout=None, sandbox=True):
+        calls.append(task.student)
+        n = calls.count(task.student)
+        if task.student == "loaded" and n == 1:
+            return cluster.GradeResult(task.student, task.assignment, 0, 2, warning=f"stopped early: a cell ran past its 300 s {WALL_LIMIT}")
+        if task.student == "asleep":
+            return cluster.GradeResult(task.student, task.assignment, 0, 2, warning=f"stopped early: a cell ran past its 300 s {IDLE_LIMIT}")
+        return cluster.GradeResult(task.student, task.assignment, 2, 2)
+
+    monkeypatch.setattr(cluster, "grade_submission", fake)
+    tasks = [cluster.Task(s, A, b"{}") for s in ("asleep", "loaded", "ok")]
+    recorded = []
+    results = cluster.run(tasks, {A: {}}, on_result=lambda t, r: recorded.append((t.student, r.auto_score)), progress=False)
+    assert calls == ["asleep", "loaded", "ok", "loaded"]                  # the re-run comes after the class
+    assert recorded == [("asleep", 0), ("ok", 2), ("loaded", 2)]          # each recorded once, the re-run's result
+    assert [r.auto_score for r in results] == [0, 2, 2]
+
+
+def test_a_crashing_task_costs_only_its_student_and_a_broken_reference_stops_the_run(monkeypatch):
+    from autograder import cluster
+    from autograder.reference import ReferenceFailure
+
+    def fake(task, files, timeout=None, sandbox=True):
+        if task.student == "odd":
+            raise OSError("disk full")
+        if task.student == "ref":
+            raise ReferenceFailure(f"the reference solution of {A} fails its own judge x: no")
+        return cluster.GradeResult(task.student, task.assignment, 2, 2)
+
+    monkeypatch.setattr(cluster, "grade_submission", fake)
+    results = cluster.run([cluster.Task(s, A, b"{}") for s in ("odd", "ok")], {A: {}}, progress=False)
+    assert results[0].error == "grading crashed: OSError: disk full" and results[1].auto_score == 2
+    with pytest.raises(ReferenceFailure, match="fails its own judge"):
+        cluster.run([cluster.Task(s, A, b"{}") for s in ("ok", "ref")], {A: {}}, progress=False)

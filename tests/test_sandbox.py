@@ -167,6 +167,8 @@ def test_cell_and_notebook_time_limits_kill_the_kernel():
     texts, res = run_cells(["import time; time.sleep(2); print('a')", "time.sleep(2); print('b')",
                             "time.sleep(30)"], timeout=60, notebook_timeout=8)
     assert texts[:2] == ["a\n", "b\n"] and "notebook ran past its 8 s wall-clock limit" in texts[2], texts
+    texts, res = run_cells(["import time; time.sleep(30)", "print('never')"], timeout=3)   # idle: not load
+    assert "3 s time limit while idle" in texts[0] and "wall-clock" not in texts[0] and LIMIT_NOTICE in texts[1], texts
 
 
 BURN = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 2.0:\n    pass\n"
@@ -181,7 +183,8 @@ def test_a_cpu_limit_spares_a_correct_cell_on_a_busy_machine_and_stops_a_loop():
     import sys
 
     busy = 2 * len(os.sched_getaffinity(0)) + 1
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)  # each its own
+    hog = "import time\nend = time.time() + 180\nwhile time.time() < end: pass"   # ends by itself, whatever happens
+    hogs = [subprocess.Popen([sys.executable, "-c", hog], start_new_session=True)  # each its own
             for _ in range(busy)]                     # session, as other kernels are (the scheduler's autogroups)
     try:
         texts, _ = run_cells([BURN, "while True:\n    pass", "print('never')"], timeout=120, cell_cpu_seconds=3)

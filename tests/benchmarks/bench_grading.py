@@ -1,78 +1,74 @@
-"""Grading time per notebook before and after trusted grading (sandbox + observations + judges).
+"""Class-scale grading: the same N hand-ins graded in this process and on a Dask LocalCluster.
 
-before: the notebook as it was before the probe/judge split (``git show REV:source/...``),
-        executed by nbgrader's plain ``Execute`` in an ordinary kernel (TCP, no sandbox);
-after:  today's source notebook, judges and oracle regions cut out, executed by ``SandboxedExecute``
-        (bubblewrap, ipc, limits, victims served by the grader's oracle), then every judge run in
-        this process on the recorded observations and the oracle's log.
+Prints, for each way, the wall time, notebooks/hour and the speed-up, and the grading
+machinery's overhead per notebook: a task's wall time minus a bare nbclient run of the same
+(reference) notebook in an ordinary kernel. The reference is computed first (not timed).
 
-Each is run ``--repeats`` times (interleaved, after one warm-up of each); the medians and
-their ratio are printed. The reference solution is graded, so every cell runs.
-
-    .venv/bin/python tests/benchmarks/bench_grading.py a1_watermarking --before 9c5721d
+    .venv/bin/python tests/benchmarks/bench_grading.py a1_watermarking -n 4 --workers 2
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
-from traitlets.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from autograder.reference import discard, run_source, self_check  # noqa: E402
+from autograder.pipeline import grade  # noqa: E402
+from autograder.judge import kernel_source  # noqa: E402
 
 
-def _config() -> Config:
-    c = Config()
-    c.Execute.timeout = 600
-    c.Execute.kernel_name = "python3"
-    return c
+def bare_run(source: Path) -> float:
+    """Seconds of a plain nbclient execution of the source notebook (judges and oracle regions cut)."""
+    from nbclient import NotebookClient
 
-
-def before(nb) -> float:
-    from nbgrader.preprocessors import Execute
-
-    start = time.perf_counter()
-    Execute(config=_config()).preprocess(nbformat.from_dict(nb), {"metadata": {"path": str(REPO)}})
-    return time.perf_counter() - start
-
-
-def after(nb) -> float:
-    start = time.perf_counter()
-    res, judges = run_source(nb, _config())                       # sandboxed, victims served by the oracle
-    failed = self_check(res, judges)
-    discard(res)
-    if failed or res["leaklab"].get("stopped"):
-        raise SystemExit(f"the reference failed: {failed} {res['leaklab'].get('stopped')}")
-    return time.perf_counter() - start
+    nb = nbformat.read(str(source), as_version=4)
+    for cell in nb.cells:
+        cell.source = kernel_source(cell.source)
+    start = time.monotonic()
+    NotebookClient(nb, timeout=1800, kernel_name="python3", allow_errors=True).execute()
+    return time.monotonic() - start
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("assignment", nargs="?", default="a1_watermarking")
-    p.add_argument("--before", default="9c5721d", help="git revision before the probe/judge split")
-    p.add_argument("--repeats", type=int, default=3)
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("assignment")
+    p.add_argument("-n", type=int, default=4, help="hand-ins (copies of the reference)")
+    p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
     a = args.assignment
-    old = nbformat.reads(subprocess.run(["git", "show", f"{args.before}:source/{a}/{a}.ipynb"], cwd=REPO,
-                                        capture_output=True, text=True, check=True).stdout, as_version=4)
-    new = nbformat.read(str(REPO / "source" / a / f"{a}.ipynb"), as_version=4)
-    before(old), after(new)                                        # warm-up: caches, page cache
-    times = {"before": [], "after": []}
-    for _ in range(args.repeats):
-        times["before"].append(before(old))
-        times["after"].append(after(new))
-    b, t = statistics.median(times["before"]), statistics.median(times["after"])
-    print(f"{a}: before {b:.1f} s  after {t:.1f} s  (median of {args.repeats}; "
-          f"runs before {[round(x, 1) for x in times['before']]}, after {[round(x, 1) for x in times['after']]})")
-    print(f"overhead {100 * (t / b - 1):+.1f}%")
+    source = REPO / "source" / a / f"{a}.ipynb"
+    with tempfile.TemporaryDirectory() as tmp:
+        subs = Path(tmp) / "subs"
+        for i in range(args.n):
+            (subs / f"s{i:03d}" / a).mkdir(parents=True)
+            shutil.copyfile(source, subs / f"s{i:03d}" / a / f"{a}.ipynb")
+        first = Path(tmp) / "warm"
+        (first / "s000" / a).mkdir(parents=True)
+        shutil.copyfile(source, first / "s000" / a / f"{a}.ipynb")
+        grade(first, Path(tmp) / "out-warm")                     # the reference run, cached
+        shutil.rmtree(first)
+        bare = bare_run(source)
+        rows = []
+        for name, workers in (("in this process", 0), (f"LocalCluster, {args.workers} workers", args.workers)):
+            start = time.monotonic()
+            results = grade(subs, Path(tmp) / f"out-{workers}", workers=workers)
+            wall = time.monotonic() - start
+            assert all(r.error is None and r.auto_score == r.auto_max for r in results), results
+            per = statistics.median(r.seconds for r in results)
+            rows.append((name, wall, 3600 * args.n / wall, per))
+        print(f"{a}: {args.n} hand-ins; bare nbclient run of the notebook {bare:.1f} s")
+        for name, wall, rate, per in rows:
+            print(f"  {name:28s} {wall:7.1f} s  {rate:6.1f} notebooks/h  median task {per:5.1f} s  "
+                  f"overhead {per - bare:+5.1f} s/notebook")
+        print(f"  speed-up of the LocalCluster: {rows[0][1] / rows[1][1]:.2f}x")
 
 
 if __name__ == "__main__":
