@@ -135,7 +135,6 @@ def test_a_class_on_a_dask_cluster_survives_a_killed_worker(cluster, tmp_path, m
         assert sorted(s.student.id for s in gb.find_assignment(A).submissions) == ["2001", "2002", "2003", "2004"]
 
 
-
 def test_a_notebook_stopped_while_computing_is_graded_once_more_after_the_class(monkeypatch):
     """Issue 17 item 6: a stop by the wall-clock limit of a computing cell (load) is re-queued once,
     after everyone else; the re-run's result is the one recorded; an idle cell's stop is final."""

@@ -57,7 +57,7 @@ def main() -> None:
         shutil.rmtree(first)
         bare = bare_run(source)
         rows = []
-        for name, workers in (("in this process", 0), (f"LocalCluster, {args.workers} workers", args.workers)):
+        for name, workers in (("in this process", 0), (f"LocalCluster, {args.workers} worker{'s' * (args.workers != 1)}", args.workers)):
             start = time.monotonic()
             results = grade(subs, Path(tmp) / f"out-{workers}", workers=workers)
             wall = time.monotonic() - start
