@@ -265,7 +265,7 @@ def _crashed(task: Task, err: Exception) -> GradeResult:
 
 def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
     import dask
-    from distributed import Client, KilledWorker, LocalCluster, as_completed
+    from distributed import CancelledError, Client, KilledWorker, LocalCluster, as_completed
 
     with dask.config.set({"distributed.worker.daemon": False}):
         if scheduler is not None:
@@ -275,11 +275,13 @@ def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
                                    dashboard_address=None, memory_limit=0)
             client = Client(cluster)
     try:
-        shared = {a: client.scatter(f, broadcast=True) for a, f in files.items()}
-
+        # The source files (≈ 100 KB an assignment) travel inside each task, not scattered: scattered
+        # data lives only on the workers that hold it, so when every one of them has been killed (a
+        # hand-in that kills its worker each time, on a small cluster) the scheduler forgets it and
+        # cancels every task still waiting for it ("already forgotten"), costing other students.
         def submit(i: int, retry: bool = False):
             t = tasks[i]
-            fut = client.submit(grade_submission, t, shared[t.assignment], timeout, sandbox,
+            fut = client.submit(grade_submission, t, files[t.assignment], timeout, sandbox,
                                 key=t.key + ("-rerun" if retry else ""), pure=False)
             fut.leaklab_index = i
             return fut
@@ -291,6 +293,9 @@ def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
             except KilledWorker as err:
                 return _failed(t, "the grading worker died every time it graded this hand-in (it ran out of "
                                   f"memory or was killed: {err}); not graded, the next run retries it")
+            except CancelledError as err:
+                return _failed(t, f"the Dask scheduler cancelled this hand-in's task ({err}); not graded, "
+                                  "the next run retries it")
             except Exception as err:
                 return _crashed(t, err)
 
