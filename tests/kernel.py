@@ -136,9 +136,9 @@ def run_reference(kernel: Kernel, nb) -> dict[str, Outcome]:
 
 
 def targets_passed_by(kernel: Kernel, nb, code: str, targets: list[str]) -> list[str]:
-    """Swap in a wrong definition, re-run only ``targets``, restore the reference.
+    """Swap in another definition, re-run only ``targets``, restore the reference.
 
-    Returns the targeted test cells that still pass (should be none).
+    Returns the targeted test cells that still pass (none for a wrong answer, all for an equivalent one).
     """
     cells = {grade_id(c): c for c in nb.cells}
     solutions = [c.source for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
@@ -196,3 +196,19 @@ def invariant_tests(assignment: str, expected: set[str], wrong: dict[str, tuple[
         assert not passed, f"{name!r} still passes {passed}"
 
     return reference, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points
+
+
+def equivalent_answer_test(equivalent: dict[str, tuple[str, list[str]]]):
+    """The other half of invariant 3: an answer the specification allows -- e.g. another unit that ranks
+    every sample identically -- earns every targeted point. Uses the ``reference`` fixture of
+    :func:`invariant_tests`; assign the returned test to a module-level name."""
+    import pytest
+
+    @pytest.mark.parametrize("name", list(equivalent))
+    def test_equivalent_answer_earns_the_targeted_points(reference, name):
+        kernel, nb, _ = reference
+        code, targets = equivalent[name]
+        passed = targets_passed_by(kernel, nb, code, targets)
+        assert passed == targets, f"{name!r} loses {sorted(set(targets) - set(passed))}"
+
+    return test_equivalent_answer_earns_the_targeted_points

@@ -102,6 +102,69 @@ def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_ep
     hist = fit(attacked, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, on_epoch=on_epoch)
     return attacked, hist
 ''', ["a1_p5_finetune_visible", "a1_p5_finetune_hidden"]),
+    "only FTLL and FTAL (RTLL/RTAL rejected)": ('''
+def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_epoch=None):
+    if mode not in ("FTLL", "FTAL"):
+        raise ValueError(mode)
+    attacked = copy.deepcopy(model)
+    params = last_layer(attacked).parameters() if mode == "FTLL" else attacked.parameters()
+    hist = fit(attacked, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, params=params, on_epoch=on_epoch)
+    return attacked.eval(), hist
+''', ["a1_p5_finetune_visible", "a1_p5_finetune_hidden"]),
+    "RTLL/RTAL that do not re-initialise the last layer": ('''
+def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_epoch=None):
+    if mode not in ("FTLL", "FTAL", "RTLL", "RTAL"):
+        raise ValueError(mode)
+    attacked = copy.deepcopy(model)
+    params = last_layer(attacked).parameters() if mode.endswith("LL") else attacked.parameters()
+    hist = fit(attacked, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, params=params, on_epoch=on_epoch)
+    return attacked.eval(), hist
+''', ["a1_p5_finetune_visible", "a1_p5_finetune_hidden"]),
+    "an unseeded re-initialisation": ('''
+def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_epoch=None):
+    if mode not in ("FTLL", "FTAL", "RTLL", "RTAL"):
+        raise ValueError(mode)
+    attacked = copy.deepcopy(model)
+    if mode.startswith("RT"):
+        last_layer(attacked).reset_parameters()
+    params = last_layer(attacked).parameters() if mode.endswith("LL") else attacked.parameters()
+    hist = fit(attacked, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, params=params, on_epoch=on_epoch)
+    return attacked.eval(), hist
+''', ["a1_p5_finetune_hidden"]),
+    "FTLL in a hand-written loop that lets BatchNorm statistics move": ('''
+def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_epoch=None):
+    from leaklab.train import History
+    if mode not in ("FTLL", "FTAL", "RTLL", "RTAL"):
+        raise ValueError(mode)
+    attacked = copy.deepcopy(model)
+    if mode.startswith("RT"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            last_layer(attacked).reset_parameters()
+    for q in attacked.parameters():
+        q.requires_grad_(mode.endswith("AL"))
+    for q in last_layer(attacked).parameters():
+        q.requires_grad_(True)
+    opt = torch.optim.SGD([q for q in attacked.parameters() if q.requires_grad], lr=lr, momentum=0.9)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    hist = History()
+    for _ in range(epochs):
+        attacked.train()
+        total, n = 0.0, 0
+        for xb, yb in loader:
+            loss = nn.functional.cross_entropy(attacked(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item() * len(yb), n + len(yb)
+        hist.loss.append(total / n)
+        if on_epoch is not None:
+            attacked.eval()
+            for k, v in on_epoch(attacked).items():
+                hist.metrics.setdefault(k, []).append(float(v))
+    return attacked.eval(), hist
+''', ["a1_p5_finetune_hidden"]),
 }
 
 

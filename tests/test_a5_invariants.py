@@ -2,7 +2,7 @@
 invariant 2 is shown through nbgrader in test_demo.py."""
 from __future__ import annotations
 
-from kernel import invariant_tests
+from kernel import equivalent_answer_test, invariant_tests
 
 A5_TESTS = {"a5_p1_sampling_visible", "a5_p1_sampling_hidden", "a5_p2_metrics_visible", "a5_p2_metrics_hidden",
             "a5_p3_rank_visible", "a5_p3_rank_hidden", "a5_p3_e2e_hidden", "a5_p4_exposure_visible",
@@ -29,10 +29,10 @@ def perplexity(nll, mask=None):
 def zlib_entropy(text):
     return 8 * len(zlib.compress(np.asarray(tok(text)["input_ids"], dtype=np.int64).tobytes()))
 ''', P2),
-    "zlib entropy in bytes, not bits": ('''
+    "zlib entropy of the text with its non-ASCII characters dropped": ('''
 def zlib_entropy(text):
-    return len(zlib.compress(text.encode("utf-8")))
-''', P2),
+    return 8 * len(zlib.compress(text.encode("ascii", errors="ignore")))
+''', ["a5_p2_metrics_hidden"]),
     "ranking in the wrong direction (highest score first)": ('''
 _ref_rank = rank_samples
 def rank_samples(scores, texts, k):
@@ -84,10 +84,10 @@ def membership_scores(ppl, ppl_ref, ppl_lower, zlib_bits, ppl_window):
     out["reference"] = torch.log(ppl_ref) / torch.log(ppl)
     return out
 ''', ["a5_p2_metrics_hidden"]),
-    "log-perplexity in nats": ('''
+    "log-perplexity as the mean token NLL (bits per token)": ('''
 def log_perplexity(nll, mask=None):
     m = torch.ones_like(nll) if mask is None else mask[:, 1:].to(nll.dtype)
-    return (nll * m).sum(1)
+    return (nll * m).sum(1) / m.sum(1) / math.log(2)
 ''', ["a5_p4_exposure_visible", "a5_p4_exposure_hidden"]),
     "top-k that keeps k + 1 tokens": ('''
 def top_k_filter(logits, k):
@@ -128,3 +128,17 @@ def generate(model, prompt_ids, n_samples, length, top_k=40, t_start=1.0, decay_
 
 reference, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points = invariant_tests(
     "a5_gpt2_extraction", A5_TESTS, WRONG)
+
+# Issue 14: units that rank every sample identically earn the points (only rankings that differ lose them).
+EQUIVALENT = {
+    "zlib entropy in bytes, as the authors' code counts it": ('''
+def zlib_entropy(text):
+    return len(zlib.compress(text.encode("utf-8")))
+''', P2),
+    "log-perplexity in nats": ('''
+def log_perplexity(nll, mask=None):
+    m = torch.ones_like(nll) if mask is None else mask[:, 1:].to(nll.dtype)
+    return (nll * m).sum(1)
+''', P4 + ["a5_p4_e2e_hidden"]),
+}
+test_equivalent_answer_earns_the_targeted_points = equivalent_answer_test(EQUIVALENT)

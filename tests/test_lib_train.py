@@ -1,6 +1,8 @@
 """Tests for leaklab.train (fit / evaluate / predict) and leaklab.models, on tiny CPU data."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
@@ -130,6 +132,42 @@ def test_fit_params_updates_only_those_parameters(data):
     after = _state(m)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"fc.weight", "fc.bias"}
+
+
+class _BNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+def _bn_buffers(m):
+    return {k: v.clone() for k, v in m.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def test_fit_keeps_the_running_statistics_of_a_frozen_batchnorm(data):
+    """FTLL on a BatchNorm network: the frozen body, running statistics included, stays as it was;
+    training everything (FTAL) moves them; freezing by requires_grad counts as frozen."""
+    torch.manual_seed(0)
+    base = _BNNet()
+    data = TensorDataset(data.tensors[0][:, :1], data.tensors[1] % 3)
+    ftll, ftal, grad_off = copy.deepcopy(base), copy.deepcopy(base), copy.deepcopy(base)
+    fit(ftll, data, epochs=2, lr=0.05, batch_size=16, params=last_layer(ftll).parameters())
+    fit(ftal, data, epochs=2, lr=0.05, batch_size=16)
+    for name, p in grad_off.named_parameters():
+        p.requires_grad_(name.startswith("fc."))
+    fit(grad_off, data, epochs=2, lr=0.05, batch_size=16)
+    before = _bn_buffers(base)
+    for m in (ftll, grad_off):
+        assert all(torch.equal(before[k], v) for k, v in _bn_buffers(m).items())
+        assert not torch.equal(m.fc.weight, base.fc.weight)
+    assert not torch.equal(_bn_buffers(ftal)["features.1.running_mean"], before["features.1.running_mean"])
+    assert int(_bn_buffers(ftal)["features.1.num_batches_tracked"]) > 0
+    assert ftll.features[1].training is False and ftll.training is False     # eval after fit, as always
 
 
 def test_on_epoch_results_land_in_history_metrics(data):

@@ -57,6 +57,10 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
         epochs: passes over ``data`` (epochs, >= 1). lr: peak learning rate.
         batch_size: examples per step. seed: shuffling seed (a private generator).
         params: the parameters to update (default: all of ``model``); the rest stay frozen.
+            A BatchNorm layer none of whose affine parameters is trained (in ``params`` with
+            ``requires_grad``) stays in eval mode, so its running statistics stay frozen too: a
+            frozen feature extractor is left exactly as it was (Adi et al.'s FTLL/RTLL on a
+            ResNet). BatchNorm layers without affine parameters follow ``model.train()``.
         momentum, weight_decay: SGD settings.
         on_epoch: called after each epoch with the model (in eval mode); its dict of
             floats is appended to ``History.metrics``.
@@ -78,6 +82,9 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
         raise ValueError(f"need epochs >= 1 and a non-empty dataset, got epochs={epochs}, len={len(data)}")
     device = _device_of(model)
     params = list(model.parameters() if params is None else params)
+    trained = {id(p) for p in params if p.requires_grad}
+    frozen_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and m.affine and not any(id(p) in trained for p in m.parameters(recurse=False))]
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch_generator(seed))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader),
@@ -88,6 +95,8 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int, lr: float, batch_size: 
     bar = tqdm(range(epochs), desc=desc, disable=not progress_enabled(), leave=False)
     for _ in bar:
         model.train()
+        for m in frozen_norms:
+            m.eval()
         total, n = 0.0, 0
         for xb, yb in loader:
             if augment is not None:

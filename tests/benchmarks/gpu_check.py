@@ -106,8 +106,9 @@ def time_full_profile(epochs: int) -> dict:
     torch.cuda.synchronize()
     per_epoch = (time.perf_counter() - t0) / epochs
     per_example = per_epoch / n
-    total_examples = ((p.epochs * p.n_train) + (p.epochs * n) + (p.pretrained_epochs * n)
-                      + 4 * p.finetune_epochs * p.n_attacker)              # No-WM, FROMSCRATCH, PRETRAINED, 4 attacks
+    total_examples = ((p.epochs * p.n_train) * 2 + p.epochs * p.n_attacker   # No-WM, Clean-A, Clean-B
+                      + (p.epochs * n) + (p.pretrained_epochs * n)             # FROMSCRATCH, PRETRAINED
+                      + 8 * p.finetune_epochs * p.n_attacker)                  # 4 removal attacks on each
     return {"gpu": torch.cuda.get_device_name(), "examples_per_epoch": n, "seconds_per_epoch": round(per_epoch, 2),
             "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
             "estimated_a1_full_training_minutes": round(per_example * total_examples / 60, 1)}
