@@ -54,10 +54,10 @@ def query_in_batches(api, x, batch_size=256):
 '''), ["a2_p2_equations_visible", "a2_p2_equations_hidden"]),
     "hard labels (argmax) when the API returns probabilities": ('''
 _ref_train_surrogate = train_surrogate
-def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0):
+def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0, epochs=1):
     if answers.dtype != torch.int64:
         answers = answers.argmax(1)
-    return _ref_train_surrogate(x, answers, build, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    return _ref_train_surrogate(x, answers, build, steps=steps, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
 ''', ["a2_p3_knockoff_visible", "a2_p3_knockoff_e2e_hidden"]),
     "soft cross-entropy summed over the batch instead of averaged": ('''
 def soft_cross_entropy(logits, targets):
@@ -65,8 +65,9 @@ def soft_cross_entropy(logits, targets):
 ''', ["a2_p3_knockoff_visible"]),
     "querying the victim's own training data instead of the pool": ('''
 _ref_knockoff = knockoff
-def knockoff(api, pool, budget, build, *, steps, batch_size, lr, generator, seed=0):
-    return _ref_knockoff(api, x_train, budget, build, steps=steps, batch_size=batch_size, lr=lr, generator=generator, seed=seed)
+def knockoff(api, pool, budget, build, *, steps, batch_size, lr, generator, seed=0, epochs=1):
+    return _ref_knockoff(api, x_train, budget, build, steps=steps, batch_size=batch_size, lr=lr, generator=generator,
+                         seed=seed, epochs=epochs)
 ''', ["a2_p3_knockoff_hidden"]),
     "k-center that measures the distance to the last pick only": ('''
 def kcenter_select(features, chosen, n):
@@ -119,9 +120,9 @@ def equation_solving(api, generator):
     return _ref_equation_solving(api, generator)
 ''', ["a2_p2_equations_hidden"]),
     "rounded / top-k answers used without renormalising": ('''
-def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0):
+def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0, epochs=1):
     model = build()
-    epochs = max(1, math.ceil(steps * batch_size / len(x)))
+    epochs = max(epochs, math.ceil(steps * batch_size / len(x)))
     if answers.dtype == torch.int64:
         fit(model, TensorDataset(x, answers), epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     else:
@@ -139,7 +140,21 @@ def kcenter_select(features, chosen, n):
         dist = torch.minimum(dist, (features - features[u]).norm(dim=1))
     return torch.tensor(picks, dtype=torch.int64)
 ''', ["a2_p4_kcenter_hidden"]),
-
+    "a fixed number of SGD steps whatever the budget (epochs ignored)": ('''
+_ref_train_surrogate = train_surrogate
+def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0, epochs=1):
+    return _ref_train_surrogate(x, answers, build, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+''', ["a2_p3_knockoff_hidden"]),
+    "a fixed number of epochs whatever the budget (steps ignored)": ('''
+_ref_train_surrogate = train_surrogate
+def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0, epochs=1):
+    return _ref_train_surrogate(x, answers, build, steps=1, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
+''', ["a2_p3_knockoff_hidden"]),
+    "knockoff that does not pass epochs on to train_surrogate": ('''
+_ref_knockoff = knockoff
+def knockoff(api, pool, budget, build, *, steps, batch_size, lr, generator, seed=0, epochs=1):
+    return _ref_knockoff(api, pool, budget, build, steps=steps, batch_size=batch_size, lr=lr, generator=generator, seed=seed)
+''', ["a2_p3_knockoff_hidden"]),
 }
 
 

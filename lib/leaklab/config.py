@@ -71,8 +71,11 @@ class Profile:
         ext_budgets: a2's query budgets for the budget curves (queries, increasing).
         ext_adaptive_budgets: a2's small budgets where adaptive selection meets random (queries).
         ext_rounds: a2's adaptive selection rounds after the random seed set.
-        ext_steps, ext_batch, ext_lr: a2's surrogate training -- SGD steps whatever the budget
-            (steps), batch size (examples) and peak learning rate.
+        ext_steps, ext_epochs, ext_batch, ext_lr: a2's surrogate training. On N answers a
+            surrogate trains for max(ext_epochs, ceil(ext_steps * ext_batch / N)) epochs: at
+            least ``ext_epochs`` passes over the transfer set (epochs) and at least about
+            ``ext_steps`` SGD steps (steps), so small budgets are not starved of steps and large
+            ones are not under-trained. Batch size (examples) and peak learning rate.
         ext_linear_epochs: epochs of a2's linear (softmax-regression) victim (epochs).
         ext_eps, ext_pgd_steps, n_transfer: a2's L-infinity radius (pixels in [0, 1] units),
             PGD iterations (steps) and test images attacked (examples).
@@ -147,6 +150,7 @@ class Profile:
     ext_adaptive_budgets: tuple[int, ...] = (200, 300)
     ext_rounds: int = 3
     ext_steps: int = 400
+    ext_epochs: int = 10
     ext_batch: int = 32
     ext_lr: float = 0.05
     ext_linear_epochs: int = 5
@@ -188,7 +192,7 @@ PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", dataset="mnist_subset", model="small_cnn",
         n_train=3000, n_attacker=1000, n_test=1000,     # examples; 5,000 in the subset
-        batch_size=64, epochs=8, lr=0.05,               # ~6 s per epoch on 2 cores
+        batch_size=64, epochs=8, lr=0.05,               # ~2 s per epoch on 2 cores
         pretrained_epochs=4, n_triggers=100, trigger_repeats=20,    # 40% triggers: see Profile
         finetune_epochs=20, finetune_lr=0.01, verify_eps=0.1,       # 320 SGD steps per attack
     ),
@@ -204,7 +208,7 @@ PROFILES: dict[str, Profile] = {
         mia_model="resnet_gn", mia_epochs=40, mia_lr=3e-3, mia_batch=256, mia_batches="own",
         mia_schedule="onecycle", mia_augment=True, mia_chunk=5, n_reference=64,   # 13 chunks of 5: ~4 GiB of activations
         ext_pool="cifar100", ext_pool_views=0, ext_budgets=(1000, 5000, 10000, 25000, 50000),
-        ext_adaptive_budgets=(2000, 5000), ext_steps=4000, ext_batch=128, ext_lr=0.1, ext_linear_epochs=10,
+        ext_adaptive_budgets=(2000, 5000), ext_steps=4000, ext_epochs=10, ext_batch=128, ext_lr=0.1, ext_linear_epochs=10,
         ext_eps=8 / 255, n_transfer=1000,                # the usual CIFAR-10 L-infinity radius
         lm_model="gpt2", lm_epochs=20, lm_lr=1e-4, lm_block=256, lm_per_group=16, lm_canary_digits=6,
         lm_samples=10000, lm_sample_tokens=256, lm_gen_batch=200, lm_score_batch=32, lm_decay_tokens=20, lm_window=50,
