@@ -150,6 +150,38 @@ _ref_train_surrogate = train_surrogate
 def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0, epochs=1):
     return _ref_train_surrogate(x, answers, build, steps=1, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
 ''', ["a2_p3_knockoff_hidden"]),
+    "floor instead of ceil in the epochs rule": ('''
+def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0, epochs=1):
+    model = build()
+    epochs = max(epochs, steps * batch_size // len(x), 1)
+    targets = answers / answers.sum(1, keepdim=True) if answers.dtype != torch.int64 else answers
+    fit(model, TensorDataset(x, targets), epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+        **({} if answers.dtype == torch.int64 else {"loss": soft_cross_entropy}))
+    return model.eval()
+''', ["a2_p3_knockoff_hidden"]),
+    "steps ignored whenever epochs is given": ('''
+_ref_train_surrogate = train_surrogate
+def train_surrogate(x, answers, build, *, steps, batch_size, lr, seed=0, epochs=1):
+    if epochs > 1:
+        steps = 1
+    return _ref_train_surrogate(x, answers, build, steps=steps, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
+''', ["a2_p3_knockoff_hidden"]),
+    "adaptive_knockoff with answers misaligned to the images (new picks prepended)": ('''
+def adaptive_knockoff(api, pool, budget, build, *, rounds, steps, batch_size, lr, generator, seed=0, epochs=1):
+    if budget > len(pool):
+        raise ValueError("pool too small")
+    if api.remaining is not None and budget > api.remaining:
+        raise QueryBudgetExceeded("over budget")
+    train = dict(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    chosen = torch.randperm(len(pool), generator=generator)[:budget // (rounds + 1)]
+    answers = query_in_batches(api, pool[chosen])
+    for r in range(rounds):
+        surrogate = train_surrogate(pool[chosen], answers, build, **train)
+        new = kcenter_select(torch.softmax(predict(surrogate, pool), 1), chosen, (budget - len(chosen)) // (rounds - r))
+        chosen = torch.cat([new, chosen])
+        answers = torch.cat([answers, query_in_batches(api, pool[new])])
+    return train_surrogate(pool[chosen], answers, build, **train), chosen
+''', ["a2_p4_adaptive_e2e_hidden"]),
     "knockoff that does not pass epochs on to train_surrogate": ('''
 _ref_knockoff = knockoff
 def knockoff(api, pool, budget, build, *, steps, batch_size, lr, generator, seed=0, epochs=1):

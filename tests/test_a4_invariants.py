@@ -58,6 +58,18 @@ def mi_face_cost(f, x, label, aux=None):
     cost = 1.0 - p.clamp_min(1e-12).log()[:, label]
     return cost if aux is None else cost + aux(x)
 ''', ["a4_p2_cost_visible", "a4_p2_cost_hidden"]),
+    "the cost in float32 (1 - 1e-8 rounds to 1.0)": ('''
+def mi_face_cost(f, x, label, aux=None):
+    cost = 1.0 - f(x)[:, label]
+    return cost if aux is None else cost + aux(x)
+''', ["a4_p2_cost_visible"]),
+    "finite differences of float32 costs (zero estimate for tiny confidences)": ('''
+def fd_gradient(api, x, label, n_dirs, mu, generator):
+    u = torch.randn((n_dirs,) + tuple(x.shape[1:]), generator=generator)
+    cost = 1.0 - api.query(torch.cat([(x + mu * u).clamp(0, 1), (x - mu * u).clamp(0, 1)]))[:, label]
+    slope = (cost[:n_dirs] - cost[n_dirs:]) / (2 * mu)
+    return (slope.view(-1, *[1] * (u.dim() - 1)) * u).mean(0, keepdim=True)
+''', ["a4_p4_query_hidden"]),
     "one-sided finite differences with n queries, unclipped": ('''
 def fd_gradient(api, x, label, n_dirs, mu, generator):
     u = torch.randn((n_dirs,) + tuple(x.shape[1:]), generator=generator)
