@@ -23,8 +23,10 @@ Where the tasks run (:func:`run`):
   the reference observations of an assignment it has not seen.
 
 Faults: a worker that dies mid-task (killed, out of memory) has its task re-run elsewhere by
-the scheduler (``distributed.scheduler.allowed-failures`` times); a task that keeps killing
-its worker ends as that student's error with the reason, and the rest of the class is graded.
+the scheduler (``distributed.scheduler.allowed-failures`` times). The scheduler counts a death
+against every task the worker held, queued ones included, so a task that reaches the limit in
+the class's round is graded once more alone on the cluster after the rest of the class; only
+if it keeps killing its worker there does it end as that student's error with the reason.
 A notebook stopped by a *wall-clock* limit while it computed (a loaded machine, not its own
 CPU use: :data:`~autograder.sandbox.WALL_LIMIT` in the reason) is graded once more after the
 rest of the class, alone on the cluster, before its 0 stands; a cell that sat idle past the
@@ -291,17 +293,24 @@ def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
             try:
                 return fut.result()
             except KilledWorker as err:
-                return _failed(t, "the grading worker died every time it graded this hand-in (it ran out of "
-                                  f"memory or was killed: {err}); not graded, the next run retries it")
+                killed.add(fut.leaklab_index)
+                return _failed(t, "the grading worker died every time it graded this hand-in, alone on the "
+                                  f"cluster (it ran out of memory or was killed: {err}); not graded, the next "
+                                  "run retries it")
             except CancelledError as err:
                 return _failed(t, f"the Dask scheduler cancelled this hand-in's task ({err}); not graded, "
                                   "the next run retries it")
             except Exception as err:
                 return _crashed(t, err)
 
-        again = []
+        # A worker's death counts against every task it held, queued ones too, so in the first round a
+        # KilledWorker may be a neighbour's fault (CI: an innocent hand-in queued behind the doomed one
+        # on the same worker reached the scheduler's allowed-failures). It is decided alone, after the
+        # class, like a notebook stopped by the wall clock.
+        again, killed = [], set()
         for fut in as_completed([submit(i) for i in range(len(tasks))]):
-            if not done(fut.leaklab_index, outcome(fut), False):
+            r = outcome(fut)
+            if fut.leaklab_index in killed or not done(fut.leaklab_index, r, False):
                 again.append(fut.leaklab_index)
         for i in again:                               # alone on an idle cluster, once
             fut = submit(i, retry=True)
