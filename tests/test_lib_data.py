@@ -1,6 +1,7 @@
 """Tests for leaklab.data: datasets, splits, the CIFAR-10 error path, abstract images.
 
-Nothing here touches the network: CIFAR-10 is replaced by stub classes.
+Nothing here touches the network: torchvision's CIFAR-10 is replaced by stub classes; the
+JPEG copy of CIFAR-10 is read from ``LEAKLAB_DATA_DIR`` (the shared offline data) when it is there.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import torch
 import torchvision.datasets
 
 from leaklab.config import PROFILES
-from leaklab.data import (DatasetUnavailableError, ImageData, Split, abstract_images, data_dir,
-                          load_image_dataset, load_splits, split_dataset)
+import leaklab.data
+from leaklab.data import (CIFAR10_CLASSES, DatasetUnavailableError, ImageData, Split, abstract_images, data_dir,
+                          load_cifar10_folder, load_image_dataset, load_splits, split_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +145,74 @@ def test_cifar10_from_a_local_copy_has_channels_first_and_a_test_split(monkeypat
     assert d.classes == _FakeCifar.classes
     ref = _FakeCifar(str(tmp_path))                            # (N, H, W, C) uint8 -> (N, C, H, W) / 255
     np.testing.assert_allclose(d.x.numpy(), ref.data.transpose(0, 3, 1, 2) / 255.0, atol=1e-6)
+
+
+def test_cifar10_unavailable_names_the_image_folder_too(monkeypatch, tmp_path):
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _NoCifarAtAll)
+    monkeypatch.setenv("LEAKLAB_DATA_DIR", str(tmp_path))
+    with pytest.raises(DatasetUnavailableError, match="ImageFolder layout") as info:
+        load_image_dataset("cifar10")
+    assert str(tmp_path / "cifar10_jpeg") in str(info.value)
+
+
+def _jpeg_copy() -> Path:
+    folder = data_dir() / "cifar10_jpeg"
+    if not (folder / "train").is_dir():
+        pytest.skip(f"no CIFAR-10 JPEG copy under {folder} (LEAKLAB_DATA_DIR=../shared/data has one)")
+    return folder
+
+
+def test_cifar10_from_the_jpeg_copy_decoded_once(monkeypatch, tmp_path, capsys):
+    """The offline path: no torchvision copy, no network; the ImageFolder copy is read, its labels
+    follow CIFAR-10's order, pixels equal PIL's decoding of the files, and a second load reads the
+    uint8 cache without decoding a file."""
+    from PIL import Image
+
+    folder = _jpeg_copy()
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _NoCifarAtAll)   # any download attempt fails
+    monkeypatch.setenv("HOME", str(tmp_path))                               # the decoded cache lives here
+    d = load_image_dataset("cifar10")
+    assert "JPEG copy in" in capsys.readouterr().out
+    assert d.x.shape == (50_000, 3, 32, 32) and d.x.dtype == torch.float32
+    assert d.test is not None and d.test.x.shape == (10_000, 3, 32, 32)
+    assert d.classes == d.test.classes == CIFAR10_CLASSES
+    assert torch.bincount(d.y).tolist() == [5000] * 10 and torch.bincount(d.test.y).tolist() == [1000] * 10
+    assert 0.0 <= float(d.x.min()) and float(d.x.max()) <= 1.0
+    first_cat = int((d.test.y == 3).nonzero()[0])                    # test/cat/0000.jpg: CIFAR-10 test image 0
+    with Image.open(folder / "test" / "cat" / "0000.jpg") as im:
+        ref = np.asarray(im.convert("RGB")).transpose(2, 0, 1) / 255.0
+    np.testing.assert_allclose(d.test.x[first_cat].numpy(), ref, atol=1e-6)
+    assert list((tmp_path / ".cache" / "leaklab" / "decoded").glob("cifar10_folder-*.safetensors"))
+    monkeypatch.setattr(leaklab.data, "_decode", lambda items: pytest.fail("decoded again instead of the cache"))
+    x, y, xt, yt = load_cifar10_folder(folder)
+    assert x.dtype == torch.uint8 and torch.equal(x.float() / 255.0, d.x) and torch.equal(yt, d.test.y)
+
+
+def _tiny_copy(root: Path, classes: list[str], per_class: int) -> Path:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (32, 32), (i, 0, 0)).save(root / split / c / f"{i:04d}.jpg")
+    return root
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "train is missing"),
+    ("classes", "expected CIFAR-10's ten"),
+    ("count", "holds 20 images; CIFAR-10's train split has 50,000"),
+])
+def test_a_bad_cifar10_copy_is_refused_with_the_reason(tmp_path, case, match):
+    classes = CIFAR10_CLASSES if case != "classes" else CIFAR10_CLASSES[:9] + ["lorry"]
+    root = _tiny_copy(tmp_path / "copy", classes, 2)
+    if case == "missing":
+        import shutil
+
+        shutil.rmtree(root / "train")
+    with pytest.raises(DatasetUnavailableError, match=match):
+        load_cifar10_folder(root)
 
 
 # --------------------------------------------------------------------------- splits

