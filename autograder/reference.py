@@ -26,9 +26,9 @@ from .judge import judge_cell, judges_of, kernel_source, oracles_of
 KERNEL_THREADS = 2
 
 #: Environment of every grading kernel (also the reference's): the ci profile (the hidden
-#: thresholds are set for it), no progress bars, no network look-ups, inline plots,
+#: thresholds are set for it; ``LEAKLAB_GRADER_PROFILE`` makes it win over a notebook's PROFILE line), no progress bars, no network look-ups, inline plots,
 #: :data:`KERNEL_THREADS` threads.
-GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
+GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_GRADER_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore",
                "OMP_NUM_THREADS": str(KERNEL_THREADS), "MKL_NUM_THREADS": str(KERNEL_THREADS)}
 

@@ -151,3 +151,23 @@ def test_setup_prints_one_line_and_returns_profile_and_device(monkeypatch, capsy
     assert "profile=ci" in out[0] and "device=cpu" in out[0] and "seed=5" in out[0]
     with pytest.raises(ValueError):
         leaklab.setup(profile="nope")
+
+
+@pytest.mark.parametrize("env, grader, asked, expect, why", [
+    ({}, "", None, "ci", "no GPU found; set PROFILE to choose"),
+    ({"LEAKLAB_PROFILE": "full"}, "", None, "full", "from LEAKLAB_PROFILE"),
+    ({"LEAKLAB_PROFILE": "full"}, "", "ci", "ci", "chosen in this notebook"),
+    ({}, "ci", "full", "ci", "the grader's; this notebook asked for full"),
+    ({}, "ci", None, "ci", "the grader's"),
+])
+def test_setup_says_which_rule_chose_the_profile_and_the_grader_wins(monkeypatch, capsys, env, grader, asked,
+                                                                     expect, why):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("LEAKLAB_PROFILE", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv(leaklab.GRADER_PROFILE_ENV, grader)
+    prof, _ = leaklab.setup(profile=asked)
+    assert prof.name == expect and f"profile={expect} ({why})," in capsys.readouterr().out
+    with pytest.raises(ValueError, match="valid profiles"):
+        leaklab.setup(profile="fulll")                 # a typo is an error, graded or not

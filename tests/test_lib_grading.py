@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from leaklab.grading import (Checker, assert_between, assert_close, assert_dtype, assert_queries,
+from leaklab.grading import (Checker, ChecksFailed, assert_between, assert_close, assert_dtype, assert_queries,
                              assert_raises, assert_shape, check)
 from leaklab.oracle import PredictionAPI
 
@@ -73,6 +73,26 @@ def test_report_is_printed_before_the_assertion_error(capsys):
                 raise ValueError("boom")
     out = capsys.readouterr().out
     assert "ValueError: boom" in out and "0/1 checks passed" in out
+
+
+def test_a_failed_check_shows_its_verdicts_without_a_library_traceback_in_ipython(capsys):
+    """What a student sees in Jupyter: the verdict lines and a two-line error, no frames of
+    contextlib or leaklab/grading.py; the cell still ends in an error (nbgrader gives it 0)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance(colors="nocolor")
+    try:
+        res = shell.run_cell("from leaklab.grading import check\n"
+                             "with check('Part 9: f') as c:\n"
+                             "    with c.case('f(1) == 2'):\n"
+                             "        assert 1 == 3, 'f(1) should be 2, got 3'\n")
+    finally:
+        InteractiveShell.clear_instance()
+    out = capsys.readouterr().out
+    assert isinstance(res.error_in_exec, ChecksFailed) and isinstance(res.error_in_exec, AssertionError)
+    assert "FAIL  f(1) == 2" in out and "-> f(1) should be 2, got 3" in out
+    assert "ChecksFailed: 1 check(s) failed in 'Part 9: f': f(1) == 2" in out and "Run All stops here" in out
+    assert "contextlib" not in out and "grading.py" not in out and "Traceback" not in out
 
 
 # --------------------------------------------------------------------------- assert_shape / dtype

@@ -9,7 +9,9 @@ that a student sees a readable verdict per case::
             ...plain asserts...
 
 The block prints one line per case and, if any case failed, raises
-``AssertionError`` at the end, so nbgrader scores the cell 0.
+:class:`ChecksFailed` (an ``AssertionError``) at the end, so nbgrader scores the cell 0.
+Jupyter shows that error as two short lines under the verdicts instead of a traceback
+through this library: the verdicts above it already say what failed and why.
 """
 from __future__ import annotations
 
@@ -21,8 +23,22 @@ from typing import Iterator
 import numpy as np
 import torch
 
-__all__ = ["check", "Checker", "assert_shape", "assert_dtype", "assert_close", "assert_between",
+__all__ = ["check", "Checker", "ChecksFailed", "assert_shape", "assert_dtype", "assert_close", "assert_between",
            "assert_raises", "assert_queries"]
+
+
+class ChecksFailed(AssertionError):
+    """Raised by :func:`check` when a case failed; its message names the failed cases.
+
+    IPython renders an exception with a ``_render_traceback_`` method by calling it instead of
+    formatting the traceback, so a student sees the verdicts and these lines, not frames of
+    ``contextlib`` and this module. nbgrader still sees an error output and scores the cell 0.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}",
+                "The verdicts above say which check failed and why. Fix that function, run its cell, then this "
+                "one again; Run All stops here, so run the cells below with 'Run Selected Cell and All Below'."]
 
 
 class Checker:
@@ -72,14 +88,15 @@ def check(title: str) -> Iterator[Checker]:
         A :class:`Checker`; wrap each case in ``with c.case("what it checks"):``.
 
     Raises:
-        AssertionError: after printing, if any case failed (nbgrader then gives 0).
+        ChecksFailed: an ``AssertionError``, after printing, if any case failed (nbgrader then
+            gives 0); Jupyter shows it without a traceback.
     """
     c = Checker(title)
     yield c
     print(c.report())
     failed = [d for d, ok, _ in c.results if not ok]
     if failed:
-        raise AssertionError(f"{len(failed)} check(s) failed in {title!r}: " + "; ".join(failed))
+        raise ChecksFailed(f"{len(failed)} check(s) failed in {title!r}: " + "; ".join(failed))
 
 
 def _np(x) -> np.ndarray:
