@@ -58,3 +58,14 @@ def test_release_stubs_raise_not_implemented(repo):
         rel_nb = read(repo / "release" / a / f"{a}.ipynb")
         sols = [c for c in rel_nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
         assert sols and all("raise NotImplementedError()" in c.source for c in sols)
+
+
+#: paths and words that exist only in the instructor's repository (issue 15 item 6)
+INSTRUCTOR_ONLY = re.compile(r"tests/|benchmarks/|bench_\w+\.py|gpu_pending|autograder/|source/\w|\bsessions?\b")
+
+
+def test_release_mentions_nothing_that_only_the_instructors_repository_has(repo):
+    for a in assignments_in(repo / "source"):
+        for i, c in enumerate(read(repo / "release" / a / f"{a}.ipynb").cells):
+            found = INSTRUCTOR_ONLY.findall(c.source)
+            assert not found, f"release/{a} cell {i} mentions {found} (students do not have it)"
