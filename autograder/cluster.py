@@ -199,7 +199,8 @@ def run(tasks: list[Task], files: dict[str, dict[str, bytes]], *, workers: int =
         timeout: per-cell wall-clock backstop (seconds). sandbox: bubblewrap for the kernels.
         on_result: called in this process with each final result as it arrives (the course
             writes its gradebook here: the only writer); a result stopped by a wall-clock
-            limit is final only after its one re-run.
+            limit, or whose worker kept dying in the class's round, is final only after its one
+            re-run alone (re-runs go one at a time, after the class).
         progress: a tqdm bar over the class with an ETA.
 
     Returns:

@@ -47,7 +47,8 @@ def cluster(tmp_path, request):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
            "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    scheduler_env = {**env, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}   # 2 deaths: KilledWorker
+    scheduler_env = {**env, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",   # 2 deaths: KilledWorker
+                     "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "inf"}     # every task sent to a worker at once
     procs = [subprocess.Popen(dask + ["--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0",
                                       "--no-show"], env=scheduler_env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]

@@ -169,6 +169,7 @@ def test_cifar10_from_the_jpeg_copy_decoded_once(monkeypatch, tmp_path, capsys):
     from PIL import Image
 
     folder = _jpeg_copy()
+    monkeypatch.setenv("LEAKLAB_DATA_DIR", str(folder.parent))              # before HOME moves the default
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", _NoCifarAtAll)   # any download attempt fails
     monkeypatch.setenv("HOME", str(tmp_path))                               # the decoded cache lives here
     d = load_image_dataset("cifar10")
@@ -186,6 +187,13 @@ def test_cifar10_from_the_jpeg_copy_decoded_once(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(leaklab.data, "_decode", lambda items: pytest.fail("decoded again instead of the cache"))
     x, y, xt, yt = load_cifar10_folder(folder)
     assert x.dtype == torch.uint8 and torch.equal(x.float() / 255.0, d.x) and torch.equal(yt, d.test.y)
+    cache = next((tmp_path / ".cache" / "leaklab" / "decoded").glob("cifar10_folder-*.safetensors"))
+    cache.write_bytes(b"not a safetensors file")                  # a damaged cache: a warning, then decoded again
+    monkeypatch.setattr(leaklab.data, "_decode", lambda items: (torch.zeros(len(items), 3, 32, 32, dtype=torch.uint8),
+                                                              torch.tensor([lb for _, lb in items])))
+    with pytest.warns(UserWarning, match="unreadable"):
+        x2 = load_cifar10_folder(folder)[0]
+    assert x2.shape == x.shape and not x2.any()
 
 
 def _tiny_copy(root: Path, classes: list[str], per_class: int) -> Path:
@@ -203,14 +211,25 @@ def _tiny_copy(root: Path, classes: list[str], per_class: int) -> Path:
     ("missing", "train is missing"),
     ("classes", "expected CIFAR-10's ten"),
     ("count", "holds 20 images; CIFAR-10's train split has 50,000"),
+    ("per class", r"holds \[1, 3, 2, 2, 2, 2, 2, 2, 2, 2\] images per class"),
+    ("size", "0000.jpg is 32x31, not 32x32"),
 ])
-def test_a_bad_cifar10_copy_is_refused_with_the_reason(tmp_path, case, match):
+def test_a_bad_cifar10_copy_is_refused_with_the_reason(tmp_path, monkeypatch, case, match):
+    import shutil
+
     classes = CIFAR10_CLASSES if case != "classes" else CIFAR10_CLASSES[:9] + ["lorry"]
     root = _tiny_copy(tmp_path / "copy", classes, 2)
     if case == "missing":
-        import shutil
-
         shutil.rmtree(root / "train")
+    if case in ("per class", "size"):                 # sizes as CIFAR-10's, without writing 60,000 files
+        monkeypatch.setattr(leaklab.data, "_CIFAR10_JPEG_SIZES", {"train": 20, "test": 20})
+        monkeypatch.setenv("HOME", str(tmp_path))
+    if case == "per class":
+        (root / "train" / "airplane" / "0001.jpg").rename(root / "train" / "automobile" / "0002.jpg")
+    if case == "size":
+        from PIL import Image
+
+        Image.new("RGB", (32, 31)).save(root / "test" / "cat" / "0000.jpg")
     with pytest.raises(DatasetUnavailableError, match=match):
         load_cifar10_folder(root)
 

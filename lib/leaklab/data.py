@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import urllib.error
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -93,7 +94,7 @@ def torchvision_split(cls, folder: str, extracted: str, title: str, train: bool)
         raise DatasetUnavailableError(
             f"{title}: not found under {root} and the download failed ({err}). Put the extracted "
             f"'{extracted}' folder in {root} (set LEAKLAB_DATA_DIR to move it), or use the offline "
-            "profile with LEAKLAB_PROFILE=ci"
+            "profile: PROFILE = \"ci\" in the notebook's set-up cell (or LEAKLAB_PROFILE=ci)"
         ) from err
 
 
@@ -112,7 +113,7 @@ def _cifar10() -> ImageData:
     if not (root / "cifar-10-batches-py").is_dir() and folder.is_dir():
         x, y, xt, yt = load_cifar10_folder(folder)
         print(f"CIFAR-10: the JPEG copy in {folder} (quality-75 re-encoding of the originals: expect "
-              "accuracies a point or two below the original files')")
+              "accuracies a point or two below the original files)")
         return ImageData(_unit(x), y, list(CIFAR10_CLASSES), ImageData(_unit(xt), yt, list(CIFAR10_CLASSES)))
     sets = {}
     for train in (True, False):
@@ -153,12 +154,14 @@ def load_cifar10_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch
 
     Raises:
         DatasetUnavailableError: a split folder is missing, its class folders are not CIFAR-10's
-            ten, it holds another number of images, or an image is not 32x32; the message names
-            the folder or file.
+            ten, it holds another number of images (per split or per class), or an image is not
+            32x32; the message names the folder or file. A damaged or unwritable cache is only a
+            warning (the copy is decoded).
     """
     import hashlib
 
-    from safetensors.torch import load_file, save_file
+    import PIL
+    from safetensors.torch import load_file
     from torchvision.datasets import ImageFolder
 
     samples, key = {}, hashlib.sha256()
@@ -174,22 +177,48 @@ def load_cifar10_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch
         if len(ds.samples) != n:
             raise DatasetUnavailableError(f"CIFAR-10 copy: {where} holds {len(ds.samples)} images; CIFAR-10's "
                                           f"{split} split has {n:,} (is the copy complete?)")
+        counts = np.bincount([label for _, label in ds.samples], minlength=10).tolist()
+        if counts != [n // 10] * 10:
+            raise DatasetUnavailableError(f"CIFAR-10 copy: {where} holds {counts} images per class; CIFAR-10's "
+                                          f"{split} split has {n // 10:,} of each (is the copy complete?)")
         samples[split] = ds.samples
         for path, label in ds.samples:
             st = os.stat(path)
             key.update(f"{Path(path).relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+    key.update(f"decoder v1, Pillow {PIL.__version__}".encode())   # a new decoder decodes again
     cache = _decoded_dir() / f"cifar10_folder-{key.hexdigest()[:20]}.safetensors"
     if cache.is_file():
-        t = load_file(str(cache))
-        return t["x_train"], t["y_train"], t["x_test"], t["y_test"]
+        try:
+            t = load_file(str(cache))
+            return t["x_train"], t["y_train"], t["x_test"], t["y_test"]
+        except Exception as err:                   # a damaged cache is decoded again, not fatal
+            warnings.warn(f"the decoded CIFAR-10 cache {cache} is unreadable ({err}); decoding the copy again")
+            cache.unlink(missing_ok=True)
     t = {}
     for split, items in samples.items():
         t[f"x_{split}"], t[f"y_{split}"] = _decode(items)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(f".{os.getpid()}.part")
-    save_file(t, str(partial))
-    os.replace(partial, cache)                     # atomic: a concurrent reader sees all or nothing
+    _write_atomically(cache, t)
     return t["x_train"], t["y_train"], t["x_test"], t["y_test"]
+
+
+def _write_atomically(cache: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Save a safetensors file so that a concurrent reader sees all of it or nothing; a cache that
+    cannot be written (read-only home) is a warning, the data is still returned."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.stem, suffix=".part")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp)
+            os.replace(tmp, cache)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as err:
+        warnings.warn(f"could not write the decoded cache {cache} ({err}); the next load decodes the copy again")
 
 
 def _decode(items: list[tuple[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:

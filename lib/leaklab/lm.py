@@ -247,7 +247,8 @@ def _pretrained(profile, device):
         base = GPT2LMHeadModel.from_pretrained(profile.lm_model)
     except OSError as err:
         raise OSError(f"could not load the pretrained {profile.lm_model!r} from the Hugging Face hub ({err}); "
-                      "run online once to fill the hub cache, or use LEAKLAB_PROFILE=ci (trained offline)") from err
+                      "run online once to fill the hub cache, or use the ci profile (trained offline): "
+                      "PROFILE = \"ci\" in the set-up cell, or LEAKLAB_PROFILE=ci") from err
     tok.pad_token = tok.eos_token
     return tok, base.to(device).eval(), {}
 
