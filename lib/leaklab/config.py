@@ -61,7 +61,9 @@ class Profile:
         mia_epochs, mia_lr, mia_batch: a3's training epochs, Adam (peak) learning rate and batch size
             (examples per step, per model with ``mia_batches="own"``).
         mia_batches, mia_schedule, mia_augment, mia_chunk: :func:`leaklab.train.fit_stacked`'s mini-batches
-            (``"shared"`` or ``"own"``), learning-rate schedule (``"constant"`` or ``"onecycle"``), random
+            (``"shared"`` or ``"own"``; ``"own"`` in both profiles: every model takes its turn as the
+            target, and a target drawing its references' batches would share their training
+            randomness), learning-rate schedule (``"constant"`` or ``"onecycle"``), random
             crop + flip augmentation (bool) and models per forward/backward pass (None: all at once).
         mia_vectorize: a ResNet stack runs each pass's models as one ``vmap`` call (True) or one after
             another (False); see :class:`leaklab.models.StackedNet`.
@@ -138,7 +140,7 @@ class Profile:
     mia_epochs: int = 40
     mia_lr: float = 1e-3
     mia_batch: int = 128
-    mia_batches: str = "shared"
+    mia_batches: str = "own"
     mia_schedule: str = "constant"
     mia_augment: bool = False
     mia_chunk: int | None = None
@@ -239,6 +241,6 @@ def get_profile(name: str | None = None) -> Profile:
     if name not in PROFILES:
         raise ValueError(
             f"unknown LeakLab profile {name!r}; valid profiles: {', '.join(sorted(PROFILES))} "
-            "(set LEAKLAB_PROFILE to one of them, or unset it to choose by hardware)"
+            "(in a notebook: the set-up cell's PROFILE line, None to choose by hardware; else LEAKLAB_PROFILE)"
         )
     return PROFILES[name]

@@ -327,10 +327,11 @@ def train_membership_models(profile, x: torch.Tensor, y: torch.Tensor, keep: tor
     with the profile's architecture and recipe.
 
     ``ci``: :class:`leaklab.models.StackedMLP` (``mia_hidden`` ReLU units), Adam at a constant
-    learning rate, shared batches. ``full``: :class:`leaklab.models.StackedNet` of
-    :class:`leaklab.models.ResNetGN` (ResNet-20 with GroupNorm), each model on its own batches,
-    one-cycle learning rate, random crop + flip (:func:`leaklab.data.random_crop_flip`), trained
-    ``mia_chunk`` models at a time (as one ``vmap`` call unless ``mia_vectorize`` is False).
+    learning rate. ``full``: :class:`leaklab.models.StackedNet` of
+    :class:`leaklab.models.ResNetGN` (ResNet-20 with GroupNorm), one-cycle learning rate, random crop + flip (:func:`leaklab.data.random_crop_flip`), trained
+    ``mia_chunk`` models at a time (as one ``vmap`` call unless ``mia_vectorize`` is False). In both,
+    each model draws its own mini-batches (``mia_batches="own"``), so the target's training
+    randomness is its own, not its references'.
     Exactly :func:`membership_stack` + :func:`fit_stacked` with those settings.
 
     Args:
