@@ -177,7 +177,8 @@ def test_train_membership_models_is_the_ci_recipe_exactly():
     keep = torch.rand(3, 64, generator=torch.Generator().manual_seed(4)) < 0.5
     models, hist = train_membership_models(p, x, y, keep, seed=5, epochs=2)
     ref = StackedMLP(3, 192, p.mia_hidden, 10, seed=5)
-    ref_hist = fit_stacked(ref, x, y, keep, epochs=2, lr=p.mia_lr, batch_size=p.mia_batch, seed=5)
+    assert p.mia_batches == "own"                      # the target draws its own batches, not its references'
+    ref_hist = fit_stacked(ref, x, y, keep, epochs=2, lr=p.mia_lr, batch_size=p.mia_batch, seed=5, batches="own")
     assert isinstance(models, StackedMLP) and hist.loss == ref_hist.loss
     assert torch.equal(models(x), ref(x))
 
