@@ -26,8 +26,8 @@ from .judge import judge_cell, judges_of, kernel_source, oracles_of
 KERNEL_THREADS = 2
 
 #: Environment of every grading kernel (also the reference's): the ci profile (the hidden
-#: thresholds are set for it; ``LEAKLAB_GRADER_PROFILE`` makes it win over a notebook's PROFILE line), no progress bars, no network look-ups, inline plots,
-#: :data:`KERNEL_THREADS` threads.
+#: thresholds are set for it; ``LEAKLAB_GRADER_PROFILE`` makes it win over a notebook's PROFILE
+#: line), no progress bars, no network look-ups, inline plots, :data:`KERNEL_THREADS` threads.
 GRADING_ENV = {"LEAKLAB_PROFILE": "ci", "LEAKLAB_GRADER_PROFILE": "ci", "LEAKLAB_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
                "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONWARNINGS": "ignore",
                "OMP_NUM_THREADS": str(KERNEL_THREADS), "MKL_NUM_THREADS": str(KERNEL_THREADS)}
@@ -84,11 +84,15 @@ def readable(folder: Path) -> None:
 
 
 def content_hash(source: Path) -> str:
-    """SHA-256 over the source notebook, the library version and :data:`GRADING_ENV`."""
+    """SHA-256 over the source notebook, the library's version *and its source files* (a change
+    to a profile or a training function changes the reference's observations without a new
+    version number) and :data:`GRADING_ENV`."""
     import leaklab
 
     h = hashlib.sha256(Path(source).read_bytes())
     h.update(json.dumps({"leaklab": leaklab.__version__, "env": GRADING_ENV}, sort_keys=True).encode())
+    for f in sorted(Path(leaklab.__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -209,3 +210,22 @@ def test_every_api_a_test_hands_out_is_served_by_the_grader(repo, assignment):
         assert "PredictionAPI(" not in kernel, f"{grade_id(cell)} builds an API in the student's kernel"
         for name in re.findall(r'served\(\s*"(\w+)"', kernel):
             assert name in declared, f"{grade_id(cell)} opens victim {name!r}, declared in no oracle region"
+
+
+def test_the_reference_cache_key_follows_the_library_source(tmp_path, monkeypatch):
+    """A change to leaklab's code (a profile, a training function) must not reuse the reference
+    observations of the old code: the key covers the library's files, not only its version."""
+    import shutil
+
+    import leaklab
+    from autograder.reference import content_hash
+
+    nb = tmp_path / "a.ipynb"
+    nb.write_text('{"cells": []}')
+    lib = tmp_path / "leaklab"
+    shutil.copytree(Path(leaklab.__file__).parent, lib, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(leaklab, "__file__", str(lib / "__init__.py"))
+    before = content_hash(nb)
+    assert content_hash(nb) == before                                    # deterministic
+    (lib / "config.py").write_text((lib / "config.py").read_text() + "\n# a changed default\n")
+    assert content_hash(nb) != before
