@@ -294,7 +294,6 @@ def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
             try:
                 return fut.result()
             except KilledWorker as err:
-                killed.add(fut.leaklab_index)
                 return _failed(t, "the grading worker died every time it graded this hand-in, alone on the "
                                   f"cluster (it ran out of memory or was killed: {err}); not graded, the next "
                                   "run retries it")
@@ -308,10 +307,11 @@ def _run_dask(tasks, files, workers, scheduler, timeout, sandbox, done) -> None:
         # KilledWorker may be a neighbour's fault (CI: an innocent hand-in queued behind the doomed one
         # on the same worker reached the scheduler's allowed-failures). It is decided alone, after the
         # class, like a notebook stopped by the wall clock.
-        again, killed = [], set()
+        again = []
         for fut in as_completed([submit(i) for i in range(len(tasks))]):
+            killed = fut.status == "error" and isinstance(fut.exception(), KilledWorker)
             r = outcome(fut)
-            if fut.leaklab_index in killed or not done(fut.leaklab_index, r, False):
+            if killed or not done(fut.leaklab_index, r, False):
                 again.append(fut.leaklab_index)
         for i in again:                               # alone on an idle cluster, once
             fut = submit(i, retry=True)

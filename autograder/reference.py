@@ -11,6 +11,7 @@ source notebook stops grading with the cell named, before any student is graded.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -91,9 +92,17 @@ def content_hash(source: Path) -> str:
 
     h = hashlib.sha256(Path(source).read_bytes())
     h.update(json.dumps({"leaklab": leaklab.__version__, "env": GRADING_ENV}, sort_keys=True).encode())
-    for f in sorted(Path(leaklab.__file__).parent.glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    h.update(_library_digest(Path(leaklab.__file__).parent))
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _library_digest(folder: Path) -> bytes:
+    """SHA-256 of the library's ``*.py`` files (names and bytes), read once per process."""
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.digest()
 
 
 def run_notebook(nb, config, *, lm_dir: Path, rw: bool = False, oracle_sections: dict[str, str] | None = None):

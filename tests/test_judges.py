@@ -225,7 +225,10 @@ def test_the_reference_cache_key_follows_the_library_source(tmp_path, monkeypatc
     lib = tmp_path / "leaklab"
     shutil.copytree(Path(leaklab.__file__).parent, lib, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(leaklab, "__file__", str(lib / "__init__.py"))
+    from autograder.reference import _library_digest
+
     before = content_hash(nb)
     assert content_hash(nb) == before                                    # deterministic
     (lib / "config.py").write_text((lib / "config.py").read_text() + "\n# a changed default\n")
+    _library_digest.cache_clear()                                        # read once per process: a new process
     assert content_hash(nb) != before

@@ -41,13 +41,12 @@ def setup(seed: int = 0, profile: str | None = None):
     import torch
 
     grader = os.environ.get(GRADER_PROFILE_ENV, "").strip()
-    if profile is not None:
-        get_profile(profile)                                   # an unknown name is an error even when graded
+    asked = get_profile(profile) if profile is not None else None   # an unknown name is an error even when graded
     if grader:
         prof = get_profile(grader)
         why = "the grader's" + (f"; this notebook asked for {profile}" if profile not in (None, grader) else "")
-    elif profile is not None:
-        prof, why = get_profile(profile), "chosen in this notebook"
+    elif asked is not None:
+        prof, why = asked, "chosen in this notebook"
     elif os.environ.get("LEAKLAB_PROFILE", "").strip():
         prof, why = get_profile(None), "from LEAKLAB_PROFILE"
     else:
