@@ -31,7 +31,7 @@ sandbox-tool:
 	  { echo "bubblewrap (bwrap) is missing: install it (sudo apt-get install bubblewrap) to grade sandboxed"; exit 1; }
 
 release: $(STAMP)
-	$(BIN)/python -W ignore -m autograder release
+	$(BIN)/python -W ignore -m autograder release $(if $(DRAFT),--draft)
 
 bench: $(STAMP)
 	$(TEST_ENV) $(BIN)/python tests/benchmarks/bench_notebooks.py $(if $(A),$(A))

@@ -1,4 +1,7 @@
-"""Command line: `python -m autograder release | grade SUBMISSIONS_DIR | demo [-a ID] | course ...`.
+"""Command line: `python -m autograder release | student-copy DIR | grade SUBMISSIONS_DIR | demo [-a ID] | course ...`.
+
+`release` and `student-copy` stamp the notebooks with the course repository set in course.toml
+(autograder/publish.py) and refuse its placeholder; `release --draft` builds a draft without it.
 
 `course init|collect|grade|feedback|export COURSE ...` work on a lasting nbgrader course folder
 (autograder/course.py): hand grading happens in between, in nbgrader's formgrader on that folder.
@@ -13,6 +16,7 @@ from pathlib import Path
 
 from . import course as courses
 from .pipeline import demo, format_table, grade, release
+from .publish import CourseSettingsError, read_settings, student_copy
 from .sandbox import SandboxUnavailable, check_bwrap
 
 LOUD = ("!" * 78 + "\nWARNING: grading WITHOUT the sandbox: student code runs with the grader's rights,\n"
@@ -25,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("release", help="regenerate release/ from source/ with nbgrader")
     r.add_argument("-a", "--assignment", action="append", help="only this assignment (repeatable)")
+    r.add_argument("--draft", action="store_true",
+                   help="accept course.toml's placeholder repository: no Colab badge, no install address")
+    sc = sub.add_parser("student-copy", help="build the public student copy (release/, lib/, README) in DIR")
+    sc.add_argument("dir", type=Path, help="a new or empty folder (or a clone holding only .git)")
+    sc.add_argument("-a", "--assignment", action="append", help="only this assignment (repeatable)")
     g = sub.add_parser("grade", help="autograde <student>/<assignment>/*.ipynb, write feedback and a CSV")
     g.add_argument("submissions", type=Path)
     g.add_argument("-o", "--out", type=Path, help="output folder (default: <submissions>-graded)")
@@ -72,9 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.cmd == "course" and args.step != "grade":
         return _course_step(args)
-    if args.cmd == "release":
-        for path in release(assignments=args.assignment):
-            print(f"wrote {path}")
+    if args.cmd in ("release", "student-copy"):
+        try:
+            if args.cmd == "release":
+                for path in release(assignments=args.assignment, draft=args.draft):
+                    print(f"wrote {path}")
+            else:
+                out = student_copy(args.dir, read_settings(), assignments=args.assignment)
+                print(f"wrote the student copy to {out}: commit and push it to {read_settings().repository} "
+                      f"(branch {read_settings().branch})")
+        except (CourseSettingsError, FileExistsError) as err:
+            p.error(str(err))
         return 0
     sandbox = not args.unsafe_no_sandbox
     if args.cmd == "demo" and not sandbox:

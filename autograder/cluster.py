@@ -47,6 +47,7 @@ from typing import Callable
 import nbformat
 
 from .pipeline import GradeResult, _api, _grading_env, _outcomes, _reason, _scores
+from .publish import stamp_bytes
 from .sandbox import WALL_LIMIT
 from .submissions import SubmissionError, read_submission
 
@@ -71,10 +72,18 @@ class Task:
         return f"grade-{self.assignment}-{self.student}-{hashlib.sha256(self.data).hexdigest()[:12]}"
 
 
-def source_files(folder: Path) -> dict[str, bytes]:
-    """The assignment's source folder as ``{relative path: bytes}`` (what a worker needs)."""
+def source_files(folder: Path, settings=None) -> dict[str, bytes]:
+    """The assignment's source folder as ``{relative path: bytes}`` (what a worker needs).
+
+    With ``settings`` (:class:`autograder.publish.Settings`), the notebook ``<folder name>.ipynb`` is
+    stamped with the course repository as ``release`` stamps it (a course folder's source already is).
+    """
     folder = Path(folder)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    name = f"{folder.name}.ipynb"
+    if settings is not None and name in files:
+        files[name] = stamp_bytes(files[name], folder.name, settings)
+    return files
 
 
 _TEMPLATES: dict[tuple[str, str, bool], Path] = {}

@@ -35,7 +35,17 @@ from pathlib import Path
 import nbformat
 
 from .cluster import Task
-from .pipeline import CONFIG_FILE, REPO, GradeResult, _api, _grading_env, _reason, _scores, assignments_in
+from .pipeline import (
+    CONFIG_FILE,
+    REPO,
+    GradeResult,
+    _api,
+    _grading_env,
+    _reason,
+    _scores,
+    assignments_in,
+)
+from .publish import read_settings, stamp_file
 from .submissions import SubmissionError, find_notebook
 
 #: Canvas's download names: ``lastfirst_[late_]<user id>_<file id>_<original name>``, as
@@ -75,7 +85,9 @@ def init(course: Path, source_dir: Path = REPO / "source", assignments: list[str
     """Create (or complete) the course folder ``course`` from ``source_dir``.
 
     Writes ``nbgrader_config.py``, copies each assignment's source that the course lacks (an
-    instructor's edited copy is never overwritten) and releases it with nbgrader.
+    instructor's edited copy is never overwritten), stamps the copy with the course repository of
+    ``course.toml`` (:mod:`autograder.publish`; a draft while it holds the placeholder) and releases
+    it with nbgrader.
 
     Returns:
         The course folder (absolute).
@@ -92,11 +104,13 @@ def init(course: Path, source_dir: Path = REPO / "source", assignments: list[str
     course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(COURSE_CONFIG.format(repo=str(REPO), config=str(CONFIG_FILE),
                                                                      root=str(course)))
+    settings = read_settings(draft=True)
     with _grading_env():
         api = _api(course)
         for a in wanted:
             if not (course / "source" / a).exists():
                 shutil.copytree(source_dir / a, course / "source" / a)
+                stamp_file(course / "source" / a / f"{a}.ipynb", a, settings)
             res = api.generate_assignment(a, force=True)
             if not res["success"]:
                 raise RuntimeError(f"nbgrader could not release {a}: {_reason(res)}")

@@ -23,6 +23,7 @@ from typing import Iterator
 
 import nbformat
 
+from .publish import read_settings, stamp_file
 from .reference import GRADING_ENV
 from .submissions import SubmissionError, collect, find_notebook
 
@@ -111,11 +112,13 @@ def _reason(result: dict) -> str:
     return lines[-1][:300] if lines else "nbgrader failed without a message"
 
 
-def _prepare_course(course_root: Path, source_dir: Path, assignments: list[str]):
-    """Copy the source notebooks into a course directory and register them with nbgrader."""
+def _prepare_course(course_root: Path, source_dir: Path, assignments: list[str], settings):
+    """Copy the source notebooks into a course directory, stamp them with the course repository
+    (:func:`autograder.publish.stamp`) and register them with nbgrader."""
     api = _api(course_root)
     for a in assignments:
         shutil.copytree(source_dir / a, course_root / "source" / a, dirs_exist_ok=True)
+        stamp_file(course_root / "source" / a / f"{a}.ipynb", a, settings)
         res = api.generate_assignment(a, force=True)
         if not res["success"]:
             raise RuntimeError(f"nbgrader could not generate {a}: {_reason(res)}")
@@ -123,20 +126,34 @@ def _prepare_course(course_root: Path, source_dir: Path, assignments: list[str])
 
 
 def release(source_dir: Path = REPO / "source", release_dir: Path = REPO / "release",
-            assignments: list[str] | None = None) -> list[Path]:
+            assignments: list[str] | None = None, *, draft: bool = False, settings=None) -> list[Path]:
     """Regenerate ``release/<a>/`` from ``source/<a>/`` with nbgrader (idempotent).
+
+    The notebooks are stamped with the course repository of ``course.toml``
+    (:mod:`autograder.publish`: the first cell's install line, an "Open in Colab" badge).
+
+    Args:
+        source_dir: the instructor notebooks.
+        release_dir: where ``<a>/`` folders are written (each replaced).
+        assignments: which (default: all in ``source_dir``).
+        draft: accept ``course.toml``'s placeholder address and build a draft release (no badge,
+            a "Draft release" line, no install address).
+        settings: an :class:`autograder.publish.Settings` to use instead of ``course.toml``'s.
 
     Returns:
         The written release folders.
 
     Raises:
+        autograder.publish.CourseSettingsError: ``course.toml`` is missing or malformed, or holds the
+            placeholder and ``draft`` is false.
         RuntimeError: nbgrader rejected a source notebook (the message says why).
     """
+    settings = settings or read_settings(draft=draft)
     assignments = assignments or assignments_in(source_dir)
     written = []
     with tempfile.TemporaryDirectory(prefix="leaklab-release-") as tmp, _grading_env():
         course = Path(tmp)
-        _prepare_course(course, source_dir, assignments)
+        _prepare_course(course, source_dir, assignments, settings)
         for a in assignments:
             out = release_dir / a
             if out.exists():
@@ -218,12 +235,16 @@ def grade(submissions: Path, out_dir: Path, source_dir: Path = REPO / "source",
                 problem = str(err)
         results[n] = GradeResult(student, a, error=problem)
     used = sorted({t.assignment for _, t in tasks})
+    settings = read_settings(draft=True)                  # stamped as release stamps them: same checksums
+    files = {a: source_files(source_dir / a, settings) for a in used}
     with tempfile.TemporaryDirectory(prefix="leaklab-grade-") as tmp, _grading_env():
         config = _config(Path(tmp), timeout, sandbox)
         readable(lm_cache())                                 # a5's trained models, read by every kernel
-        for a in used:
-            reference_for(a, source_dir / a / f"{a}.ipynb", config)
-    files = {a: source_files(source_dir / a) for a in used}
+        for a in used:                                       # the workers' stamped source: the same reference key
+            for rel, data in files[a].items():
+                (Path(tmp) / "source" / a / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / "source" / a / rel).write_bytes(data)
+            reference_for(a, Path(tmp) / "source" / a / f"{a}.ipynb", config)
     graded = run([t for _, t in tasks], files, workers=workers, scheduler=scheduler, timeout=timeout,
                  sandbox=sandbox, progress=progress)
     for (n, _), r in zip(tasks, graded):

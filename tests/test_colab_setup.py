@@ -71,7 +71,16 @@ def _run_cell(fresh, **env):
 def test_without_colab_and_without_leaklab_the_cell_says_how_to_install_it(fresh):
     run = _run_cell(fresh)
     assert run.returncode != 0
-    assert "ModuleNotFoundError: leaklab is not installed" in run.stderr and "make demo" in run.stderr
+    assert "ModuleNotFoundError: leaklab is not installed" in run.stderr and "pip install ./lib" in run.stderr
+
+
+def test_a_draft_release_on_colab_says_it_is_a_draft_instead_of_calling_pip(fresh):
+    python, _, root = fresh
+    assert 'os.environ.get("LEAKLAB_PIP", "")' in _setup_cells()[0], "the committed release/ is a draft"
+    run = _run_cell(fresh, PYTHONPATH=str(root / "stub"))
+    assert run.returncode != 0
+    assert "RuntimeError: this copy of the notebook is a draft release" in run.stderr, run.stderr[-2000:]
+    assert "pip" not in run.stderr.split("RuntimeError")[0]              # pip never ran
 
 
 def test_a_failed_install_on_colab_shows_pips_own_error_and_what_to_do(fresh):
