@@ -17,7 +17,7 @@ TEST_ENV := LEAKLAB_PROFILE=ci LEAKLAB_PROGRESS=0 HF_HUB_OFFLINE=1 MPLBACKEND=Ag
 # it grades unsandboxed and says so loudly.
 BWRAP := $(shell command -v bwrap)
 
-.PHONY: demo test release bench venv clean sandbox-tool
+.PHONY: demo test release bench mutation venv clean sandbox-tool
 
 demo: $(STAMP)
 	$(DATA_ENV) $(BIN)/python -W ignore -m autograder demo $(if $(A),-a $(A)) $(if $(BWRAP),,--unsafe-no-sandbox)
@@ -35,6 +35,11 @@ release: $(STAMP)
 
 bench: $(STAMP)
 	$(TEST_ENV) $(BIN)/python tests/benchmarks/bench_notebooks.py $(if $(A),$(A))
+
+# Mutation score of the graded unit tests (tests/benchmarks/mutation.py; installs mutmut, lib[bench]).
+mutation: $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -c lib/constraints.txt -e "lib[bench]"
+	$(TEST_ENV) $(BIN)/python tests/benchmarks/mutation.py $(A)
 
 venv: $(STAMP)
 

@@ -52,6 +52,68 @@ def shadow_attack(shadow_probs, shadow_keep, labels, target_probs):
     attack = LogisticRegression(max_iter=1000).fit(feats, shadow_keep.reshape(-1).numpy().astype(int))
     return torch.as_tensor(attack.predict_proba(_shadow_features(target_probs, labels))[:, 1], dtype=torch.float32)
 ''', ["a3_p3_shadow_hidden"]),
+    # issue 18: half-understood specifications, each found surviving by tests/benchmarks/mutation.py or written
+    # from the paper; the hidden tests now check the sentence each one violates
+    "online LiRA with the OUT variance for both Gaussians": ('''
+_ref_lira = lira_scores
+def lira_scores(phi_target, phi_ref, keep, online=True, global_variance=False):
+    if not online:
+        return _ref_lira(phi_target, phi_ref, keep, online, global_variance)
+    m_in, m_out = keep.float(), (~keep).float()
+    mu_in, mu_out = (phi_ref * m_in).sum(0) / m_in.sum(0), (phi_ref * m_out).sum(0) / m_out.sum(0)
+    var = (((phi_ref - mu_out) ** 2 * m_out).sum(0) / (m_out.sum(0) - 1)).clamp_min(1e-8)
+    if global_variance:
+        var = var.mean().expand_as(var)
+    return (-0.5 * (phi_target - mu_in) ** 2 + 0.5 * (phi_target - mu_out) ** 2) / var
+''', ["a3_p4_lira_hidden"]),
+    "LiRA with population variances (divide by n, not n - 1)": ('''
+def lira_scores(phi_target, phi_ref, keep, online=True, global_variance=False):
+    def gaussian(mask):
+        m = mask.float(); n = m.sum(0)
+        mu = (phi_ref * m).sum(0) / n
+        var = ((phi_ref - mu) ** 2 * m).sum(0) / n
+        if global_variance:
+            var = var.mean().expand_as(var)
+        return mu, var.clamp_min(1e-8)
+    mu_out, var_out = gaussian(~keep)
+    if not online:
+        return (phi_target - mu_out) / var_out.sqrt()
+    mu_in, var_in = gaussian(keep)
+    lp = lambda x, mu, var: -0.5 * (x - mu) ** 2 / var - 0.5 * torch.log(var)
+    return lp(phi_target, mu_in, var_in) - lp(phi_target, mu_out, var_out)
+''', ["a3_p4_lira_hidden"]),
+    "phi for one model's (N, K) logits only (classes on dimension 1)": ('''
+def phi_stable(logits, labels):
+    idx = labels.expand(logits.shape[:-1]).unsqueeze(-1)
+    z_y = logits.gather(1, idx).squeeze(-1)
+    return z_y - torch.logsumexp(logits.scatter(1, idx, float("-inf")), dim=-1)
+''', ["a3_p4_lira_hidden"]),
+    "per-class shadow attack that fails on a class absent from the pool": ('''
+def shadow_attack(shadow_probs, shadow_keep, labels, target_probs):
+    from sklearn.linear_model import LogisticRegression
+    s, n, k = shadow_probs.shape
+    scores = torch.zeros(n)
+    for c in range(k):
+        idx = torch.nonzero(labels == c).flatten()
+        feats = _shadow_features(shadow_probs[:, idx].reshape(-1, k), labels[idx].repeat(s))
+        attack = LogisticRegression(max_iter=1000).fit(feats, shadow_keep[:, idx].reshape(-1).numpy().astype(int))
+        scores[idx] = torch.as_tensor(attack.predict_proba(_shadow_features(target_probs[idx], labels[idx]))[:, 1],
+                                      dtype=torch.float32)
+    return scores
+''', ["a3_p3_shadow_hidden"]),
+    "TPR at FPR strictly below the budget": ('''
+def tpr_at_fpr(scores, is_member, fpr):
+    s = np.asarray(scores, dtype=np.float64); m = np.asarray(is_member, dtype=bool)
+    order = np.argsort(-s, kind="stable"); s, m = s[order], m[order]
+    last = np.r_[s[1:] != s[:-1], True]
+    tpr, fpr_ = np.cumsum(m)[last] / m.sum(), np.cumsum(~m)[last] / (~m).sum()
+    ok = fpr_ < fpr
+    return float(tpr[ok].max()) if ok.any() else 0.0
+''', ["a3_p5_tpr_hidden"]),
+    "loss score of the predicted class instead of the true label": ('''
+def loss_scores(logits, labels):
+    return torch.log_softmax(logits, dim=-1).max(-1).values
+''', ["a3_p2_loss_visible", "a3_p2_loss_hidden"]),
 }
 
 

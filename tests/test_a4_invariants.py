@@ -20,22 +20,23 @@ def mi_face(f, label, shape, *, alpha, beta, gamma, lam, process=process, gradie
         if gradient is not None:
             return gradient(x)
         x = x.detach().requires_grad_(True)
-        g, = torch.autograd.grad(mi_face_cost(f, x, label, aux).sum(), x)
+        g, = torch.autograd.grad(mi_face_cost(f, x, label, {grad_aux}).sum(), x)
         return g
     x = torch.zeros((1,) + tuple(shape))
     xs, costs = [x], [cost_of(x)]
     for _ in range(alpha):
-        x = process(x {step} lam * grad_of(x)).detach()
+        x = process(x {step} lam * {direction}).detach()
         c = cost_of(x)
         window = costs[-beta:]
         xs.append(x)
         costs.append(c)
-        if {stop} or c <= gamma:
+        if {stop} or c {gamma_rule} gamma:
             break
     best = {best}
     return MIFaceResult(xs[best], costs[best], costs)
 '''
-_RIGHT = dict(step="-", stop="c >= max(window)", best="min(range(len(costs)), key=costs.__getitem__)")
+_RIGHT = dict(step="-", stop="c >= max(window)", best="min(range(len(costs)), key=costs.__getitem__)", grad_aux="aux",
+              direction="grad_of(x)", gamma_rule="<=")
 
 # name -> (a wrong definition, the test cells that must catch it)
 WRONG = {
@@ -91,6 +92,34 @@ def extract_softmax_regression(api, shape, num_classes, generator):
         model.fc.bias[1:] = theta[d].float()
     return model.eval()
 ''', ["a4_p4_query_visible", "a4_p4_query_hidden"]),
+    # issue 18: half-understood specifications, each written from the paper or found surviving by
+    # tests/benchmarks/mutation.py; the hidden tests now check the sentence each one violates
+    "MI-Face with the AuxTerm in the reported cost but not in the gradient": (
+        _MI_FACE.format(**{**_RIGHT, "grad_aux": "None"}), ["a4_p2_mi_face_hidden"]),
+    "MI-Face with a normalised step (x - lam * g / |g|, as other inversion code does)": (
+        _MI_FACE.format(**{**_RIGHT, "direction": "(lambda g: g / g.norm().clamp_min(1e-12))(grad_of(x))"}),
+        ["a4_p2_mi_face_hidden"]),
+    "MI-Face stopping only below gamma (c < gamma)": (
+        _MI_FACE.format(**{**_RIGHT, "gamma_rule": "<"}), ["a4_p2_mi_face_hidden"]),
+    "Eq. (7) dividing the central difference by mu instead of 2 mu": ('''
+def fd_gradient(api, x, label, n_dirs, mu, generator):
+    u = torch.randn((n_dirs,) + tuple(x.shape[1:]), generator=generator)
+    cost = 1.0 - api.query(torch.cat([(x + mu * u).clamp(0, 1), (x - mu * u).clamp(0, 1)]))[:, label].double()
+    slope = (cost[:n_dirs] - cost[n_dirs:]) / mu
+    return (slope.view(-1, *[1] * (u.dim() - 1)) * u.double()).mean(0, keepdim=True).to(x.dtype)
+''', ["a4_p4_query_hidden"]),
+    "perturbed images clipped only at 1 (a black image queries negative pixels)": ('''
+def fd_gradient(api, x, label, n_dirs, mu, generator):
+    u = torch.randn((n_dirs,) + tuple(x.shape[1:]), generator=generator)
+    cost = 1.0 - api.query(torch.cat([(x + mu * u).clamp(max=1), (x - mu * u).clamp(max=1)]))[:, label].double()
+    slope = (cost[:n_dirs] - cost[n_dirs:]) / (2 * mu)
+    return (slope.view(-1, *[1] * (u.dim() - 1)) * u.double()).mean(0, keepdim=True).to(x.dtype)
+''', ["a4_p4_query_hidden"]),
+    "extraction with query images drawn without the generator": ('''
+_ref_extract = extract_softmax_regression
+def extract_softmax_regression(api, shape, num_classes, generator):
+    return _ref_extract(api, shape, num_classes, torch.Generator().manual_seed(int(torch.randint(1 << 30, ()))))
+''', ["a4_p4_query_hidden"]),
 }
 
 

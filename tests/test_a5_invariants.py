@@ -123,6 +123,43 @@ def generate(model, prompt_ids, n_samples, length, top_k=40, t_start=1.0, decay_
         out.append(seq)
     return torch.cat(out)
 ''', ["a5_p1_sampling_hidden"]),
+    # issue 18: half-understood specifications, each written from the paper or found surviving by
+    # tests/benchmarks/mutation.py; the hidden tests now check the sentence each one violates
+    "decaying temperature one step ahead (step 0 already lowered)": ('''
+def temperature_at(step, t_start, decay_tokens):
+    if decay_tokens <= 0 or step + 1 >= decay_tokens:
+        return 1.0
+    return t_start + (1.0 - t_start) * (step + 1) / decay_tokens
+''', ["a5_p1_sampling_hidden"]),
+    "ranking with NumPy's default sort (tied samples reordered)": ('''
+def rank_samples(scores, texts, k):
+    kept = []
+    for i in np.argsort(np.asarray(scores, dtype=float)):
+        if len(kept) == k:
+            break
+        if not any(is_near_duplicate(texts[i], texts[j]) for j in kept):
+            kept.append(int(i))
+    return kept
+''', ["a5_p3_rank_hidden"]),
+    "exposure in natural logarithms (Carlini et al. 2019 use log2)": ('''
+def exposure(canary_score, candidate_scores):
+    c = np.asarray(candidate_scores, dtype=float)
+    if c.size == 0:
+        raise ValueError("exposure needs at least one candidate")
+    return math.log(c.size) - math.log(max(1, int((c <= float(canary_score)).sum())))
+''', P4),
+    "token NLL that scores the right padding too (mask only given to the model)": ('''
+@torch.no_grad()
+def token_nll(model, ids, mask=None):
+    mask = torch.ones_like(ids) if mask is None else mask.long()
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+''', ["a5_p2_metrics_hidden"]),
+    "perplexity with the mask not shifted to the NLLs (mask[:, :-1])": ('''
+def perplexity(nll, mask=None):
+    m = torch.ones_like(nll) if mask is None else mask[:, :-1].to(nll.dtype)
+    return torch.exp((nll * m).sum(1) / m.sum(1))
+''', ["a5_p2_metrics_hidden"]),
 }
 
 
