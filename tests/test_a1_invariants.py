@@ -7,13 +7,36 @@ shown through nbgrader itself in test_pipeline.py.
 """
 from __future__ import annotations
 
-from kernel import invariant_tests
+from kernel import invariant_tests, targets_passed_by
 
 A1_TESTS = {
     "a1_p1_commitment_visible", "a1_p1_commitment_hidden", "a1_p2_keygen_visible", "a1_p2_keygen_hidden",
     "a1_p3_mark_visible", "a1_p3_mark_hidden", "a1_p4_verify_visible", "a1_p4_verify_hidden",
     "a1_p5_finetune_visible", "a1_p5_finetune_hidden",
 }
+
+
+# Mark as the text specifies it, with one piece to vary (the wrong answers below)
+_MARK = '''
+def mark(model, mk, train_data, mode, profile, seed=0):
+    if mode not in ("FROMSCRATCH", "PRETRAINED"):
+        raise ValueError(f"unknown mode {{mode!r}}")
+    marked = copy.deepcopy(model)
+    reps = {reps}
+    data = ConcatDataset([train_data, TensorDataset(mk.triggers.repeat(reps, 1, 1, 1), mk.labels.repeat(reps))])
+    if mode == "FROMSCRATCH":
+        {reinit}
+        epochs, lr = profile.epochs, profile.lr
+    else:
+        epochs, lr = profile.pretrained_epochs, {lr}
+    fit(marked, data, epochs=epochs, lr=lr, batch_size=profile.batch_size, {seed})
+    return marked.eval()
+'''
+_REINIT = """with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in marked.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()"""
 
 
 # name -> (a wrong definition, the test cells that must catch it)
@@ -165,8 +188,43 @@ def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_ep
                 hist.metrics.setdefault(k, []).append(float(v))
     return attacked.eval(), hist
 ''', ["a1_p5_finetune_hidden"]),
+    # issue 18: half-understood specifications, each written from the paper or found surviving by
+    # tests/benchmarks/mutation.py; the hidden tests now check the sentence each one violates
+    "FROMSCRATCH that keeps the given weights (no re-initialisation)": (_MARK.format(reinit="pass", lr="profile.lr / 2",
+                                                                         reps="profile.trigger_repeats", seed="seed=seed"),
+                                                                   ["a1_p3_mark_hidden"]),
+    "PRETRAINED at the full learning rate": (_MARK.format(reinit=_REINIT, lr="profile.lr", reps="profile.trigger_repeats",
+                                                          seed="seed=seed"), ["a1_p3_mark_hidden"]),
+    "Mark with one copy of the trigger set (trigger_repeats ignored)": (
+        _MARK.format(reinit=_REINIT, lr="profile.lr / 2", reps="1", seed="seed=seed"), ["a1_p3_mark_hidden"]),
+    "Mark whose shuffling ignores the seed (fit's default)": (
+        _MARK.format(reinit=_REINIT, lr="profile.lr / 2", reps="profile.trigger_repeats", seed="seed=0"),
+        ["a1_p3_mark_hidden"]),
+    "Verify that opens the commitments pairwise with zip (a key of another length passes)": ('''
+def verify(mk, vk, api, f, eps):
+    if (torch.as_tensor(mk.labels) == torch.as_tensor(f(mk.triggers))).any():
+        return 0
+    for c_img, c_lab, t, y, r_img, r_lab in zip(vk.image_commitments, vk.label_commitments, mk.triggers, mk.labels,
+                                                mk.image_nonces, mk.label_nonces):
+        if not (open_commitment(c_img, t, r_img) and open_commitment(c_lab, int(y), r_lab)):
+            return 0
+    wrong = int((api.query(mk.triggers) != mk.labels).sum())
+    return int(wrong <= math.floor(Fraction(str(eps)) * len(mk.triggers)))
+''', ["a1_p4_verify_hidden"]),
+    "fine_tune_attack that leaves batch_size to fit's default": ('''
+_ref_fta = fine_tune_attack
+def fine_tune_attack(model, data, mode, epochs, lr, batch_size=64, seed=0, on_epoch=None):
+    return _ref_fta(model, data, mode, epochs, lr, 64, seed, on_epoch)
+''', ["a1_p5_finetune_hidden"]),
 }
 
 
 reference, test_reference_passes_every_test_cell, test_wrong_answer_loses_the_targeted_points = invariant_tests(
     "a1_watermarking", A1_TESTS, WRONG)
+
+
+def test_the_mark_template_is_the_reference_when_unchanged(reference):
+    kernel, nb, _ = reference
+    right = _MARK.format(reinit=_REINIT, lr="profile.lr / 2", reps="profile.trigger_repeats", seed="seed=seed")
+    passed = targets_passed_by(kernel, nb, right, ["a1_p3_mark_visible", "a1_p3_mark_hidden"])
+    assert len(passed) == 2, "the template behind the Mark wrong answers must pass when nothing is changed"
