@@ -104,7 +104,7 @@ def check_repository(repository: str, branch: str = "main") -> Settings:
             f"course repository {repository!r} is not a GitHub address: write it as "
             "https://github.com/<owner>/<name> (Colab's 'Open in Colab' links open notebooks from GitHub only)")
     clean = f"https://github.com/{m['owner']}/{m['name']}"
-    if clean.lower() == PLACEHOLDER:
+    if _is_placeholder(clean):
         raise CourseSettingsError(
             f"course.toml's repository is still the placeholder {PLACEHOLDER}: set [course] repository to the "
             "public GitHub repository you publish the student copy in (python -m autograder student-copy DIR "
@@ -124,8 +124,9 @@ def read_settings(path: Path = SETTINGS_FILE, *, draft: bool = False) -> Setting
             returned as it is, so a draft build of a configured course still gets its badges.
 
     Raises:
-        CourseSettingsError: the file is missing or not TOML, ``[course] repository`` is missing, or
-            (without ``draft``) it is the placeholder or not a GitHub address.
+        CourseSettingsError: the file is missing or not TOML, ``[course] repository`` is missing or not
+            a GitHub address (also with ``draft``: a mistyped address is never silently a draft), or it is
+            the placeholder and ``draft`` is false.
     """
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -139,12 +140,14 @@ def read_settings(path: Path = SETTINGS_FILE, *, draft: bool = False) -> Setting
     if not isinstance(repository, str) or not isinstance(branch, str):
         raise CourseSettingsError(f"{path} needs a [course] table with repository = \"https://github.com/"
                                   "<owner>/<name>\" and optionally branch = \"main\" (both strings)")
-    try:
-        return check_repository(repository, branch)
-    except CourseSettingsError:
-        if draft:
-            return Settings(None, branch)
-        raise
+    if draft and _is_placeholder(repository):
+        return Settings(None, branch)
+    return check_repository(repository, branch)
+
+
+def _is_placeholder(repository: str) -> bool:
+    m = _GITHUB.match(repository.strip())
+    return m is not None and f"https://github.com/{m['owner']}/{m['name']}".lower() == PLACEHOLDER
 
 
 def stamp(nb: nbformat.NotebookNode, assignment: str, settings: Settings) -> nbformat.NotebookNode:

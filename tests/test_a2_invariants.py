@@ -187,6 +187,58 @@ _ref_knockoff = knockoff
 def knockoff(api, pool, budget, build, *, steps, batch_size, lr, generator, seed=0, epochs=1):
     return _ref_knockoff(api, pool, budget, build, steps=steps, batch_size=batch_size, lr=lr, generator=generator, seed=seed)
 ''', ["a2_p3_knockoff_hidden"]),
+    # issue 18: half-understood specifications, each written from the paper or found surviving by
+    # tests/benchmarks/mutation.py; the hidden tests now check the sentence each one violates
+    "equation solving with unseeded queries (torch.rand without the generator)": ('''
+_ref_solve = equation_solving
+def equation_solving(api, generator):
+    return _ref_solve(api, torch.Generator().manual_seed(int(torch.randint(1 << 30, ()))))
+''', ["a2_p2_equations_hidden"]),
+    "k-center without the check on n (more picks than unchosen points)": ('''
+def kcenter_select(features, chosen, n):
+    if len(chosen) == 0:
+        raise ValueError("the chosen set is empty")
+    dist = torch.cdist(features.double(), features[chosen].double()).min(1).values
+    dist[chosen] = -float("inf")
+    picks = []
+    for _ in range(n):
+        u = int(dist.argmax())
+        picks.append(u)
+        dist = torch.minimum(dist, (features.double() - features[u].double()).norm(dim=1))
+        dist[u] = -float("inf")
+    return torch.tensor(picks, dtype=torch.int64)
+''', ["a2_p4_kcenter_hidden"]),
+    "PGD whose random start is not clipped to [0, 1]": ('''
+def pgd(model_fn, x, y, eps, alpha, steps, generator):
+    x = x.detach()
+    x_adv = x + (torch.rand(x.shape, generator=generator) * 2 - 1) * eps
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model_fn(x_adv), y), x_adv)
+        x_adv = torch.minimum(torch.maximum(x_adv.detach() + alpha * grad.sign(), x - eps), x + eps).clamp(0, 1)
+    return x_adv.detach()
+''', ["a2_p6_attacks_hidden"]),
+    "PGD stepping along the gradient scaled to unit max-norm (not its sign)": ('''
+def pgd(model_fn, x, y, eps, alpha, steps, generator):
+    x = x.detach()
+    x_adv = (x + (torch.rand(x.shape, generator=generator) * 2 - 1) * eps).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model_fn(x_adv), y), x_adv)
+        step = grad / grad.flatten(1).abs().max(1).values.clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
+        x_adv = torch.minimum(torch.maximum(x_adv.detach() + alpha * step, x - eps), x + eps).clamp(0, 1)
+    return x_adv.detach()
+''', ["a2_p6_attacks_hidden"]),
+    "FGSM without clipping to the pixel range": ('''
+def fgsm(model_fn, x, y, eps):
+    x = x.detach().clone().requires_grad_(True)
+    grad, = torch.autograd.grad(F.cross_entropy(model_fn(x), y), x)
+    return (x + eps * grad.sign()).detach()
+''', ["a2_p6_attacks_visible", "a2_p6_attacks_hidden"]),
+    "soft cross-entropy as log(softmax) (underflow at extreme logits)": ('''
+def soft_cross_entropy(logits, targets):
+    return -(targets * torch.log(torch.softmax(logits, dim=-1))).sum(-1).mean()
+''', ["a2_p3_knockoff_visible"]),
 }
 
 

@@ -58,6 +58,12 @@ def test_a_malformed_settings_file_says_what_it_needs(tmp_path, text, why):
         read_settings(tmp_path / "none.toml", draft=True)
 
 
+def test_a_draft_accepts_only_the_placeholder_not_a_mistyped_address(tmp_path):
+    (tmp_path / "course.toml").write_text('[course]\nrepository = "https://gitlab.com/uni/course"\n')
+    with pytest.raises(CourseSettingsError, match="not a GitHub address"):
+        read_settings(tmp_path / "course.toml", draft=True)
+
+
 def test_a_configured_file_is_read(tmp_path):
     (tmp_path / "course.toml").write_text('[course]\nrepository = "https://github.com/uni/course"\nbranch = "fall"\n')
     assert read_settings(tmp_path / "course.toml") == Settings("https://github.com/uni/course", "fall")
