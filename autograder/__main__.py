@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 for path in release(assignments=args.assignment, draft=args.draft):
                     print(f"wrote {path}")
             else:
-                out = student_copy(args.dir, read_settings(), assignments=args.assignment)
-                print(f"wrote the student copy to {out}: commit and push it to {read_settings().repository} "
-                      f"(branch {read_settings().branch})")
+                settings = read_settings()
+                out = student_copy(args.dir, settings, assignments=args.assignment)
+                print(f"wrote the student copy to {out}: commit and push it to {settings.repository} "
+                      f"(branch {settings.branch})")
         except (CourseSettingsError, FileExistsError) as err:
             p.error(str(err))
         return 0
